@@ -1,0 +1,50 @@
+"""The ``recengine`` command: one sub-command per user task. Thin: parses, calls the library, prints."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from recengine.errors import RecengineError
+
+app = typer.Typer(
+    name="recengine",
+    help="Rating prediction and top-N recommendation, measured honestly.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    # Sub-command modules import lazily-heavy libraries inside their commands, so --help stays fast.
+    from recengine.cli import data as data_cmd
+    from recengine.cli import evaluate as evaluate_cmd
+
+    app.add_typer(data_cmd.app, name="data")
+    evaluate_cmd.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point: library errors become one clear line on stderr and exit status 2."""
+    try:
+        app(standalone_mode=False)
+    except RecengineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(1)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise

@@ -1,0 +1,35 @@
+"""A loaded data set: the interactions plus whatever side information its layout carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from recengine.data.interactions import Interactions
+
+
+@dataclass
+class Dataset:
+    """``items``: item, title, year, genres (list of str) and layout extras, keyed by external item id.
+    ``users``: user, age, gender, occupation, zip where the layout has them. ``tags``: user, item,
+    tag, timestamp. Each is None where the layout has no such file."""
+
+    name: str
+    layout: str
+    interactions: Interactions
+    items: pl.DataFrame | None = None
+    users: pl.DataFrame | None = None
+    tags: pl.DataFrame | None = None
+    path: Path | None = None
+
+    def info(self) -> dict[str, object]:
+        out: dict[str, object] = {"name": self.name, "layout": self.layout}
+        if self.path is not None:
+            out["path"] = str(self.path)
+        out.update(self.interactions.info())
+        out["has_item_metadata"] = self.items is not None
+        out["has_user_features"] = self.users is not None
+        out["tags"] = 0 if self.tags is None else self.tags.height
+        return out

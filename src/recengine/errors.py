@@ -1,0 +1,42 @@
+"""Errors that tell the user what went wrong and where, instead of a traceback from deep inside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RecengineError(Exception):
+    """Base of every error the library raises on purpose; the CLI prints these without a traceback."""
+
+
+class DataError(RecengineError):
+    """Bad input data: names the file, the line (1-based, as an editor shows it) and what is wrong."""
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None) -> None:
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.reason = message
+        where = ""
+        if self.path is not None:
+            where = self.path + (f", line {line}" if line is not None else "")
+            where += ": "
+        super().__init__(where + message)
+
+
+class UnknownIdError(RecengineError, KeyError):
+    """An external id that the model or data set has never seen."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class FetchError(RecengineError):
+    """A download or import of a data set failed; the data home was left as it was."""
+
+
+class ConfigError(RecengineError):
+    """An unknown model, protocol or parameter, or a parameter value of the wrong kind."""
+
+
+class CapabilityError(RecengineError):
+    """A model was asked for something it declares it cannot do (e.g. rating prediction from popularity)."""
