@@ -129,8 +129,10 @@ class IdMap:
 
     @classmethod
     def from_list(cls, values: list[int] | list[str], name: str = "id") -> IdMap:
-        arr = np.asarray(values, dtype=np.int64) if values and isinstance(values[0], int) else np.asarray(
-            values, dtype=str
+        arr = (
+            np.asarray(values, dtype=np.int64)
+            if values and isinstance(values[0], int)
+            else np.asarray(values, dtype=str)
         )
         return cls(arr, name)
 
@@ -217,8 +219,10 @@ class Interactions:
 
     def __post_init__(self) -> None:
         n = len(self.user)
-        if len(self.item) != n or (self.rating is not None and len(self.rating) != n) or (
-            self.timestamp is not None and len(self.timestamp) != n
+        if (
+            len(self.item) != n
+            or (self.rating is not None and len(self.rating) != n)
+            or (self.timestamp is not None and len(self.timestamp) != n)
         ):
             raise ValueError("Interactions arrays must have the same length")
 
@@ -316,7 +320,7 @@ class Interactions:
         ratings: npt.ArrayLike | None = None,
         timestamps: npt.ArrayLike | None = None,
         *,
-        scale: RatingScale | None | Literal["infer"] = "infer",
+        scale: RatingScale | Literal["infer"] | None = "infer",
         source: str | Path | None = None,
         first_line: int = 1,
         user_map: IdMap | None = None,
@@ -342,7 +346,9 @@ class Interactions:
             nan = ~np.isfinite(rating)
             if bool(nan.any()):
                 row = int(np.argmax(nan))
-                raise DataError(f"rating is missing or not a number ({rating[row]!r})", source, first_line + row)
+                raise DataError(
+                    f"rating is missing or not a number ({float(rating[row])!r})", source, first_line + row
+                )
             scale_obj = RatingScale.infer(rating) if scale == "infer" else scale
             if scale_obj is not None:
                 bad = scale_obj.bad_rows(rating)
@@ -382,10 +388,25 @@ def _latest_per_pair(
     sorted_key = np.sort(key)
     if not bool(np.any(sorted_key[1:] == sorted_key[:-1])):
         return None
-    rows = np.arange(len(key))
-    # Sort by key, then timestamp, then file position: the last row of each key group is the keeper.
-    order = np.lexsort((rows, ts if ts is not None else rows, key))
+    del sorted_key
+    # Only the rows of repeated keys need the (key, timestamp, file position) sort; a full 3-key
+    # lexsort of 20M rows took ~13 s, this takes ~3 s.
+    order = np.argsort(key, kind="stable")
     k = key[order]
-    last = np.ones(len(k), dtype=bool)
-    last[:-1] = k[1:] != k[:-1]
-    return np.sort(order[last])
+    same = k[1:] == k[:-1]
+    in_group = np.zeros(len(k), dtype=bool)
+    in_group[1:] = same
+    in_group[:-1] |= same
+    del k, same
+    pos = np.flatnonzero(in_group)
+    rows = order[pos]
+    del order, in_group
+    gk = key[rows]
+    sub = np.lexsort((rows, ts[rows] if ts is not None else rows, gk))
+    rows, gk = rows[sub], gk[sub]
+    # The last row of each key group (latest timestamp, then latest in the file) is the keeper.
+    last = np.ones(len(gk), dtype=bool)
+    last[:-1] = gk[1:] != gk[:-1]
+    keep = np.ones(len(key), dtype=bool)
+    keep[rows[~last]] = False
+    return np.flatnonzero(keep)
