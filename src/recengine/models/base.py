@@ -1,0 +1,195 @@
+"""The Recommender contract every model follows, so evaluation, the CLI and serving treat them alike.
+
+Models work on dense internal ids (``fit``, ``predict_internal``, ``score``); the public edge
+(``recommend``, ``predict``) takes external ids and maps them through the IdMaps of the data the model
+was fitted on. Each model declares what it can do in ``capabilities``; asking for anything else is a
+:class:`CapabilityError`, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from recengine.data.interactions import IdMap, Interactions, RatingScale
+from recengine.errors import CapabilityError, ConfigError, DataError, RecengineError
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class Params(BaseModel):
+    """Hyperparameters: data that round-trips to JSON; unknown names are rejected by name."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    rating: bool  # predicts a rating (or probability) for a (user, item) pair
+    topn: bool  # scores every item for a user
+    known_users: bool = True
+    new_users: bool = False  # fold-in from a history without retraining
+    new_items: bool = False  # embeds an unseen item from its content
+
+    def as_dict(self) -> dict[str, bool]:
+        return asdict(self)
+
+
+class NotFittedError(RecengineError):
+    """A model was used before ``fit``."""
+
+
+class Recommender(ABC):
+    """Base of every model. Subclasses set ``name``, ``ParamsModel``, ``capabilities`` and implement
+    ``_fit``, and ``_predict`` and/or ``_score``."""
+
+    name: ClassVar[str]
+    ParamsModel: ClassVar[type[Params]] = Params
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, params: Params | dict[str, Any] | None = None, **overrides: Any) -> None:
+        raw = params.model_dump() if isinstance(params, Params) else dict(params or {})
+        raw.update(overrides)
+        try:
+            self.params = self.ParamsModel(**raw)
+        except ValidationError as e:
+            raise ConfigError(f"{self.name}: {_pydantic_message(e)}") from None
+        self._train: Interactions | None = None
+        self._seen: sp.csr_matrix | None = None
+
+    # ----- fitting -----------------------------------------------------------------------------
+    def fit(self, train: Interactions) -> Self:
+        if len(train) == 0:
+            raise DataError(f"{self.name}: cannot fit on an empty training set")
+        if self.capabilities.rating and not self.capabilities.topn and train.rating is None:
+            raise DataError(
+                f"{self.name} predicts ratings and needs explicit ratings, but the data is implicit"
+            )
+        self._train = train
+        self._seen = None
+        self._fit(train)
+        return self
+
+    @abstractmethod
+    def _fit(self, train: Interactions) -> None: ...
+
+    @property
+    def train_data(self) -> Interactions:
+        if self._train is None:
+            raise NotFittedError(f"{self.name}: call fit() first")
+        return self._train
+
+    @property
+    def users(self) -> IdMap:
+        return self.train_data.users
+
+    @property
+    def items(self) -> IdMap:
+        return self.train_data.items
+
+    @property
+    def scale(self) -> RatingScale | None:
+        return self.train_data.scale
+
+    def seen(self) -> sp.csr_matrix:
+        """User × item matrix of the training interactions (what ``exclude_seen`` removes)."""
+        if self._seen is None:
+            self._seen = self.train_data.csr("ones")
+        return self._seen
+
+    # ----- internal-id scoring -----------------------------------------------------------------
+    def predict_internal(self, users: npt.ArrayLike, items: npt.ArrayLike) -> FloatArray:
+        """Predicted ratings for internal id pairs, clipped to the training data's scale."""
+        if not self.capabilities.rating:
+            raise CapabilityError(f"{self.name} ranks items but does not predict ratings")
+        u = np.asarray(users, dtype=np.int64)
+        i = np.asarray(items, dtype=np.int64)
+        if u.shape != i.shape:
+            raise ValueError("users and items must have the same length")
+        self._check_range(u, i)
+        out = self._predict(u, i)
+        return self.scale.clip(out) if self.scale is not None else out
+
+    def score(self, users: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Scores of every item for each internal user id: shape (len(users), n_items), higher is better."""
+        if not self.capabilities.topn:
+            raise CapabilityError(f"{self.name} does not rank items")
+        u = np.asarray(users, dtype=np.int64)
+        self._check_range(u, np.zeros(0, dtype=np.int64))
+        return self._score(u).astype(np.float32, copy=False)
+
+    def _predict(self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]) -> FloatArray:
+        raise CapabilityError(f"{self.name} does not predict ratings")
+
+    def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.floating]:
+        """Default: rank by predicted rating for every item (fine for models with cheap predictions)."""
+        n_items = self.items.__len__()
+        uu = np.repeat(users, n_items)
+        ii = np.tile(np.arange(n_items, dtype=np.int64), len(users))
+        return self._predict(uu, ii).reshape(len(users), n_items)
+
+    def _check_range(self, u: npt.NDArray[np.int64], i: npt.NDArray[np.int64]) -> None:
+        if u.size and (u.min() < 0 or u.max() >= len(self.users)):
+            raise DataError(f"{self.name}: internal user id out of range 0..{len(self.users) - 1}")
+        if i.size and (i.min() < 0 or i.max() >= len(self.items)):
+            raise DataError(f"{self.name}: internal item id out of range 0..{len(self.items) - 1}")
+
+    # ----- external-id edge --------------------------------------------------------------------
+    def predict(self, users: npt.ArrayLike, items: npt.ArrayLike) -> FloatArray:
+        """Predicted ratings for external (user, item) ids; unknown ids raise UnknownIdError."""
+        return self.predict_internal(self.users.to_internal(users), self.items.to_internal(items))
+
+    def recommend(
+        self,
+        users: npt.ArrayLike,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        items: npt.ArrayLike | None = None,
+        exclude_items: npt.ArrayLike | None = None,
+    ) -> tuple[np.ndarray, npt.NDArray[np.float32]]:
+        """Top-``k`` external item ids and scores per external user id, as 2-D arrays (one row a user).
+
+        ``items`` restricts the candidates, ``exclude_items`` removes some; rows with fewer than ``k``
+        candidates are padded with the id map's missing value (-1 or "") and NaN scores.
+        """
+        from recengine.evaluation.topn import topk
+
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        uidx = self.users.to_internal(users)
+        n_items = len(self.items)
+        allowed = np.ones(n_items, dtype=bool)
+        if items is not None:
+            allowed[:] = False
+            allowed[self.items.to_internal(items)] = True
+        if exclude_items is not None and len(np.atleast_1d(np.asarray(exclude_items))):
+            allowed[self.items.to_internal(exclude_items)] = False
+        scores = self.score(uidx).astype(np.float32, copy=True)
+        scores[:, ~allowed] = -np.inf
+        exclude = self.seen()[uidx] if exclude_seen else None
+        idx, top = topk(scores, k, exclude=exclude, copy=False)  # -inf items are never returned
+        ext = self.items.external
+        fill: Any = -1 if self.items.is_numeric else ""
+        ids = np.where(idx >= 0, ext[np.maximum(idx, 0)], fill)
+        return ids, top
+
+    def get_params(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json")
+
+
+def _pydantic_message(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "params"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown parameter {loc!r}")
+        else:
+            parts.append(f"parameter {loc!r}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(parts)

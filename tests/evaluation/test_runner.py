@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from recengine.data.interactions import Interactions
+from recengine.data.splits import Fold
+from recengine.errors import CapabilityError
+from recengine.evaluation.runner import evaluate_folds, evaluate_protocol
+
+
+def test_ml100k_u_bias_reports_each_fold_and_the_mean(ml100k_dir):
+    res = evaluate_protocol("bias", "ml100k-u", data=str(ml100k_dir))
+    assert [f["fold"] for f in res["folds"]] == ["u1", "u2", "u3", "u4", "u5"]
+    assert res["rmse"] == pytest.approx(np.mean([f["rmse"] for f in res["folds"]]))
+    assert 0.92 < res["rmse"] < 0.96  # Surprise's BaselineOnly: about 0.946
+    assert res["protocol"] == "ml100k-u" and res["params"]["reg_user"] == 15
+
+
+def test_binary_and_topn_tasks(ml100k_dir):
+    b = evaluate_protocol("user-mean", "ml100k-ua-binary", data=str(ml100k_dir))
+    assert {"accuracy", "f1", "auc", "log_loss"} <= b.keys()
+    assert 0.6 < b["accuracy"] < 0.8 and b["auc"] > 0.6
+    t = evaluate_protocol("popularity", "topn-ml100k", data=str(ml100k_dir))
+    assert t["ndcg@10"] > 0.05 and t["hr@10"] > 0.3
+    assert 0 < t["coverage@10"] < 0.2  # popularity recommends few distinct items
+
+
+def test_capability_mismatch_is_refused_before_work():
+    with pytest.raises(CapabilityError, match="does not predict ratings"):
+        evaluate_protocol("popularity", "ml100k-u")
+
+
+def test_cold_rows_are_counted():
+    u = np.array([1, 1, 2, 2, 3])
+    i = np.array([1, 2, 1, 3, 4])
+    d = Interactions.from_arrays(u, i, np.array([4.0, 3, 5, 2, 1]))
+    train = d.subset(np.array([True, True, True, False, False]))
+    test = d.subset(np.array([False, False, False, True, True]))
+    res = evaluate_folds("bias", [Fold("x", train, test)], "rating")
+    assert res["folds"][0]["cold_user_rows"] == 1  # user 3 has no training rows
+    assert res["folds"][0]["cold_item_rows"] == 2  # items 3 and 4 have none
