@@ -21,30 +21,23 @@ def _register() -> None:
     # Sub-command modules import lazily-heavy libraries inside their commands, so --help stays fast.
     from recengine.cli import data as data_cmd
     from recengine.cli import evaluate as evaluate_cmd
+    from recengine.cli import recommend as recommend_cmd
+    from recengine.cli import synth as synth_cmd
 
     app.add_typer(data_cmd.app, name="data")
     evaluate_cmd.register(app)
+    recommend_cmd.register(app)
+    synth_cmd.register(app)
 
 
 _register()
 
 
 def main() -> None:
-    """Entry point: library errors become one clear line on stderr and exit status 2."""
+    """Entry point: library errors become one clear line on stderr and exit status 2; usage errors
+    are reported by the argument parser itself."""
     try:
-        app(standalone_mode=False)
+        app()
     except RecengineError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(1)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
