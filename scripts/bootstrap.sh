@@ -1,0 +1,19 @@
+# Sourced by the other scripts: makes ./.venv with everything recengine needs, once.
+# torch is pinned to the CPU build 2.13.0 before the project, so that no CUDA build is pulled in.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${RECENGINE_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+stamp="$VENV/.recengine-installed"
+want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/bootstrap.sh" | sha256sum | cut -c1-16)"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "installing recengine and its dependencies into $VENV ..." >&2
+  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+  "$VENV/bin/python" -m pip install -q "torch==2.13.0" >&2
+  "$VENV/bin/python" -m pip install -q -e "$ROOT[dev]" >&2
+  echo "$want" > "$stamp"
+fi
+export PATH="$VENV/bin:$PATH"
