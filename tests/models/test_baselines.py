@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from recengine.data.interactions import Interactions
-from recengine.errors import CapabilityError, ConfigError, UnknownIdError
+from recengine.errors import CapabilityError, ConfigError, DataError, UnknownIdError
 from recengine.evaluation.metrics import rmse
 from recengine.evaluation.protocols import build
 from recengine.models.baselines import Bias, GlobalMean, Popularity, UserMean
@@ -109,10 +109,17 @@ def test_errors_are_clear():
         Bias().fit(d).predict([d.users.external[0]], [424242])
 
 
-def test_fold_in_matches_refit_bias_for_a_new_user():
+def test_fold_in_gives_the_shrunk_bias_of_a_new_user():
     d = _small()
     m = Bias(epochs=1).fit(d)
     items, ratings = np.array([0, 1, 2]), np.array([5.0, 4.0, 5.0])
-    b = m.fold_in(items, ratings)
+    b = m.fold_in(d.items.external[items], ratings)[0]
     assert b == pytest.approx(((ratings - m.mu - m.bi[items]).sum()) / (m.params.reg_user + 3))
     assert b > 0
+    ids, scores = m.recommend_new(d.items.external[items], ratings, k=4)
+    assert not set(ids.tolist()) & set(d.items.external[items].tolist())
+    assert np.all(np.diff(scores) <= 0)
+    with pytest.raises(DataError, match="outside the model's scale"):
+        m.fold_in(d.items.external[items], [9.0, 4.0, 5.0])
+    with pytest.raises(CapabilityError, match="cannot serve a new user"):
+        UserMean().fit(d).fold_in(d.items.external[items], ratings)

@@ -60,8 +60,11 @@ class Recommender(ABC):
             self.params = self.ParamsModel(**raw)
         except ValidationError as e:
             raise ConfigError(f"{self.name}: {_pydantic_message(e)}") from None
-        self._train: Interactions | None = None
+        self._users: IdMap | None = None
+        self._items: IdMap | None = None
+        self._scale: RatingScale | None = None
         self._seen: sp.csr_matrix | None = None
+        self.history: dict[str, Any] = {}  # training curves and figures, saved with the artifact
 
     # ----- fitting -----------------------------------------------------------------------------
     def fit(self, train: Interactions) -> Self:
@@ -71,8 +74,8 @@ class Recommender(ABC):
             raise DataError(
                 f"{self.name} predicts ratings and needs explicit ratings, but the data is implicit"
             )
-        self._train = train
-        self._seen = None
+        self._users, self._items, self._scale = train.users, train.items, train.scale
+        self._seen = train.csr("ones")
         self._fit(train)
         return self
 
@@ -80,28 +83,55 @@ class Recommender(ABC):
     def _fit(self, train: Interactions) -> None: ...
 
     @property
-    def train_data(self) -> Interactions:
-        if self._train is None:
-            raise NotFittedError(f"{self.name}: call fit() first")
-        return self._train
+    def is_fitted(self) -> bool:
+        return self._users is not None
 
     @property
     def users(self) -> IdMap:
-        return self.train_data.users
+        if self._users is None:
+            raise NotFittedError(f"{self.name}: call fit() first")
+        return self._users
 
     @property
     def items(self) -> IdMap:
-        return self.train_data.items
+        if self._items is None:
+            raise NotFittedError(f"{self.name}: call fit() first")
+        return self._items
 
     @property
     def scale(self) -> RatingScale | None:
-        return self.train_data.scale
+        return self._scale
 
     def seen(self) -> sp.csr_matrix:
         """User × item matrix of the training interactions (what ``exclude_seen`` removes)."""
         if self._seen is None:
-            self._seen = self.train_data.csr("ones")
+            raise NotFittedError(f"{self.name}: call fit() first")
         return self._seen
+
+    # ----- state for artifacts ---------------------------------------------------------------
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted arrays (weights, biases, ...) by name; the artifact stores them in safetensors.
+        Id maps, scale, seen matrix and params are saved by the artifact itself."""
+        raise NotImplementedError(f"{self.name} cannot be saved")
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Inverse of :meth:`state_arrays` on a freshly constructed model with the same params."""
+        raise NotImplementedError(f"{self.name} cannot be loaded")
+
+    def restore(
+        self,
+        users: IdMap,
+        items: IdMap,
+        scale: RatingScale | None,
+        seen: sp.csr_matrix,
+        arrays: dict[str, np.ndarray],
+        history: dict[str, Any] | None = None,
+    ) -> Self:
+        """Bring a saved model back without its training data (used by ``recengine.artifacts``)."""
+        self._users, self._items, self._scale, self._seen = users, items, scale, seen.tocsr()
+        self.history = dict(history or {})
+        self.load_state_arrays(arrays)
+        return self
 
     # ----- internal-id scoring -----------------------------------------------------------------
     def predict_internal(self, users: npt.ArrayLike, items: npt.ArrayLike) -> FloatArray:
@@ -175,10 +205,88 @@ class Recommender(ABC):
         scores[:, ~allowed] = -np.inf
         exclude = self.seen()[uidx] if exclude_seen else None
         idx, top = topk(scores, k, exclude=exclude, copy=False)  # -inf items are never returned
-        ext = self.items.external
+        return self._external_items(idx), top
+
+    # ----- embeddings and neighbours --------------------------------------------------------
+    def item_embeddings(self) -> npt.NDArray[np.float32]:
+        """One row per internal item id; models without item vectors raise CapabilityError."""
+        raise CapabilityError(f"{self.name} has no item embeddings")
+
+    def user_embeddings(self) -> npt.NDArray[np.float32]:
+        raise CapabilityError(f"{self.name} has no user embeddings")
+
+    def similar_items(self, items: npt.ArrayLike, k: int = 10) -> tuple[np.ndarray, npt.NDArray[np.float32]]:
+        """The ``k`` items nearest each external item id by cosine similarity of item embeddings,
+        the item itself left out; 2-D arrays like :meth:`recommend`."""
+        from recengine.evaluation.topn import topk
+
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        idx = self.items.to_internal(items)
+        emb = np.asarray(self.item_embeddings(), dtype=np.float32)
+        unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        sims = unit[idx] @ unit.T
+        sims[np.arange(len(idx)), idx] = -np.inf
+        top_idx, top = topk(sims, k, copy=False)
+        return self._external_items(top_idx), top
+
+    def _external_items(self, idx: npt.NDArray[np.integer]) -> np.ndarray:
         fill: Any = -1 if self.items.is_numeric else ""
-        ids = np.where(idx >= 0, ext[np.maximum(idx, 0)], fill)
-        return ids, top
+        return np.where(idx >= 0, self.items.external[np.maximum(idx, 0)], fill)
+
+    # ----- new users from a history (fold-in) --------------------------------------------------
+    def fold_in(self, items: npt.ArrayLike, ratings: npt.ArrayLike | None = None) -> npt.NDArray[np.float64]:
+        """A new user's representation from (external item, rating) pairs, item side frozen.
+
+        Unknown items raise UnknownIdError; models that cannot do this raise CapabilityError.
+        """
+        if not self.capabilities.new_users:
+            raise CapabilityError(f"{self.name} cannot serve a new user from a history")
+        idx = self.items.to_internal(items).astype(np.int64)
+        r = np.ones(len(idx)) if ratings is None else np.asarray(ratings, dtype=np.float64)
+        if r.shape != idx.shape:
+            raise ValueError("items and ratings must have the same length")
+        if self.scale is not None and len(r):
+            bad = self.scale.bad_rows(r)
+            if bool(bad.any()):
+                raise DataError(f"rating {r[bad][0]:g} is outside the model's scale {self.scale}")
+        return self._fold_in(idx, r)
+
+    def _fold_in(self, items: npt.NDArray[np.int64], ratings: FloatArray) -> FloatArray:
+        raise CapabilityError(f"{self.name} cannot serve a new user from a history")
+
+    def _score_folded(self, vector: FloatArray) -> FloatArray:
+        """Scores of every item for one folded-in user (the rating scale where the model predicts one)."""
+        raise CapabilityError(f"{self.name} cannot serve a new user from a history")
+
+    def recommend_new(
+        self,
+        items: npt.ArrayLike,
+        ratings: npt.ArrayLike | None = None,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        candidates: npt.ArrayLike | None = None,
+        exclude_items: npt.ArrayLike | None = None,
+    ) -> tuple[np.ndarray, npt.NDArray[np.float32]]:
+        """Top-``k`` for an anonymous user given by a history; 1-D arrays."""
+        from recengine.evaluation.topn import topk
+
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        vec = self.fold_in(items, ratings)
+        scores = self._score_folded(vec).astype(np.float32)[None, :]
+        allowed = np.ones(len(self.items), dtype=bool)
+        if candidates is not None:
+            allowed[:] = False
+            allowed[self.items.to_internal(candidates)] = True
+        if exclude_items is not None and len(np.atleast_1d(np.asarray(exclude_items))):
+            allowed[self.items.to_internal(exclude_items)] = False
+        if exclude_seen and len(np.atleast_1d(np.asarray(items))):
+            allowed[self.items.to_internal(items)] = False
+        scores[:, ~allowed] = -np.inf
+        idx, top = topk(scores, k, copy=False)
+        return self._external_items(idx)[0], top[0]
 
     def get_params(self) -> dict[str, Any]:
         return self.params.model_dump(mode="json")

@@ -25,6 +25,18 @@ class GlobalMean(Recommender):
     def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.floating]:
         return np.full((len(users), len(self.items)), self.mu, dtype=np.float32)
 
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {"mu": np.array([self.mu])}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.mu = float(arrays["mu"][0])
+
+    def _fold_in(self, items: npt.NDArray[np.int64], ratings: FloatArray) -> FloatArray:
+        return np.zeros(0)
+
+    def _score_folded(self, vector: FloatArray) -> FloatArray:
+        return np.full(len(self.items), self.mu)
+
 
 class UserMeanParams(Params):
     min_ratings: int = Field(1, ge=1, description="users with fewer training ratings get the global mean")
@@ -54,6 +66,13 @@ class UserMean(Recommender):
 
     def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.floating]:
         return np.repeat(self.user_mean[users, None].astype(np.float32), len(self.items), axis=1)
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {"mu": np.array([self.mu]), "user_mean": self.user_mean}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.mu = float(arrays["mu"][0])
+        self.user_mean = arrays["user_mean"].astype(np.float64)
 
 
 class BiasParams(Params):
@@ -97,11 +116,20 @@ class Bias(Recommender):
     def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.floating]:
         return (self.mu + self.bu[users, None] + self.bi[None, :]).astype(np.float32)
 
-    def fold_in(self, items: npt.ArrayLike, ratings: npt.ArrayLike) -> float:
-        """The bias of a new user from (internal item, rating) pairs, item side frozen."""
-        i = np.asarray(items, dtype=np.int64)
-        r = np.asarray(ratings, dtype=np.float64)
-        return float((r - self.mu - self.bi[i]).sum() / (self.params.reg_user + len(i)))
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {"mu": np.array([self.mu]), "user_bias": self.bu, "item_bias": self.bi}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.mu = float(arrays["mu"][0])
+        self.bu = arrays["user_bias"].astype(np.float64)
+        self.bi = arrays["item_bias"].astype(np.float64)
+
+    def _fold_in(self, items: npt.NDArray[np.int64], ratings: FloatArray) -> FloatArray:
+        """The new user's bias, with the same shrinkage as in training (item side frozen)."""
+        return np.array([(ratings - self.mu - self.bi[items]).sum() / (self.params.reg_user + len(items))])
+
+    def _score_folded(self, vector: FloatArray) -> FloatArray:
+        return self.mu + vector[0] + self.bi
 
 
 def _safe_div(num: npt.NDArray[np.number], den: npt.NDArray[np.number]) -> FloatArray:
@@ -131,3 +159,15 @@ class Popularity(Recommender):
 
     def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.floating]:
         return np.broadcast_to(self.counts, (len(users), len(self.counts)))
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {"counts": self.counts}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.counts = arrays["counts"].astype(np.float32)
+
+    def _fold_in(self, items: npt.NDArray[np.int64], ratings: FloatArray) -> FloatArray:
+        return np.zeros(0)
+
+    def _score_folded(self, vector: FloatArray) -> FloatArray:
+        return self.counts.astype(np.float64)
