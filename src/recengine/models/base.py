@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -65,9 +66,23 @@ class Recommender(ABC):
         self._scale: RatingScale | None = None
         self._seen: sp.csr_matrix | None = None
         self.history: dict[str, Any] = {}  # training curves and figures, saved with the artifact
+        self.checkpoint_dir: Path | None = None
+        self.resume = False
+        self.progress = False
 
     # ----- fitting -----------------------------------------------------------------------------
-    def fit(self, train: Interactions) -> Self:
+    def fit(
+        self,
+        train: Interactions,
+        *,
+        checkpoint_dir: Path | None = None,
+        resume: bool = False,
+        progress: bool = False,
+    ) -> Self:
+        """Fit on ``train``. Iterative models checkpoint each epoch into ``checkpoint_dir`` when given,
+        and with ``resume`` continue from the last checkpoint there to the same result as an
+        uninterrupted run; ``progress`` draws a progress bar on stderr."""
+        self.checkpoint_dir, self.resume, self.progress = checkpoint_dir, resume, progress
         if len(train) == 0:
             raise DataError(f"{self.name}: cannot fit on an empty training set")
         if self.capabilities.rating and not self.capabilities.topn and train.rating is None:
