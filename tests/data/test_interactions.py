@@ -192,3 +192,18 @@ def test_latest_per_pair_matches_reference(seed: int, with_ts: bool) -> None:
     assert got is not None
     assert np.array_equal(got, _reference_latest(u, i, ts, 40))
     assert _latest_per_pair(np.arange(5, dtype=np.int32), np.zeros(5, dtype=np.int32), None, 1) is None
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        np.array([5, 3, 5, 9, 0, 3]),  # small non-negative ints: presence-table path
+        np.array([-4, 7, -4, 2**40, 7]),  # negative and huge ints: sorting path
+        np.array(["b", "a", "c", "a"]),  # strings
+    ],
+)
+def test_index_paths_agree_with_unique(ids):
+    d = Interactions.from_arrays(ids, np.arange(len(ids)), None, scale=None)
+    uniq = np.unique(ids)
+    assert np.array_equal(d.users.external, uniq)
+    assert np.array_equal(d.users.to_external(d.user), ids)
