@@ -48,7 +48,9 @@ print(json.dumps({"seconds": sec, "peak_rss_mb": rss, "rows": len(df), "users": 
 
 
 def _child(code: str, directory: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", code, str(directory)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(directory)], capture_output=True, text=True, check=True
+    )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
