@@ -90,7 +90,7 @@ class Recommender(ABC):
                 f"{self.name} predicts ratings and needs explicit ratings, but the data is implicit"
             )
         self._users, self._items, self._scale = train.users, train.items, train.scale
-        self._seen = train.csr("ones")
+        self._seen = train.csr("rating")  # stored entries = seen; values = ratings (0 labels kept)
         self._fit(train)
         return self
 
@@ -118,10 +118,18 @@ class Recommender(ABC):
         return self._scale
 
     def seen(self) -> sp.csr_matrix:
-        """User × item matrix of the training interactions (what ``exclude_seen`` removes)."""
+        """User × item matrix of the training interactions: its stored entries are what
+        ``exclude_seen`` removes, its values the training ratings (ones for implicit data), so a
+        known user's history can be folded in again together with new feedback."""
         if self._seen is None:
             raise NotFittedError(f"{self.name}: call fit() first")
         return self._seen
+
+    def user_history(self, user: object) -> tuple[np.ndarray, npt.NDArray[np.float32]]:
+        """A known user's training items (external ids) and ratings."""
+        u = int(self.users.to_internal([user])[0])
+        row = self.seen()[u]
+        return self.items.external[row.indices], row.data.astype(np.float32)
 
     # ----- state for artifacts ---------------------------------------------------------------
     def state_arrays(self) -> dict[str, np.ndarray]:
