@@ -40,3 +40,8 @@ class ConfigError(RecengineError):
 
 class CapabilityError(RecengineError):
     """A model was asked for something it declares it cannot do (e.g. rating prediction from popularity)."""
+
+
+class TrainingError(RecengineError):
+    """Training cannot go on (a loss that is not finite, a checkpoint that does not match the run);
+    the last good checkpoint is left in place so that nothing already paid for is lost."""

@@ -1,7 +1,13 @@
-"""``recengine recommend``: top-K items for a user, with titles where the data set has them."""
+"""``recengine recommend``: top-K items for a user, with titles where the data set has them.
+
+Two forms: ``recommend MODEL_DIR --user ID`` loads a model directory written by ``recengine
+train`` (titles from its items.parquet); ``recommend --data NAME --model NAME --user ID`` fits the
+model on the whole data set first, as before.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -17,24 +23,52 @@ def register(app: typer.Typer) -> None:
 
 def recommend(
     user: Annotated[list[str], typer.Option(help="external user id (repeatable)")],
-    data: Annotated[str, typer.Option(help="data set name in the data home, or its directory")] = "ml-100k",
-    model: Annotated[str, typer.Option(help="model name, fitted on all of the data")] = "bias",
+    model_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="MODEL_DIR",
+            help="a model directory from `recengine train`; without it --model is fitted",
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="data set name in the data home, or its directory", show_default="ml-100k"),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="model name, fitted on all of the data [default: bias]")
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="how many items", min=1, max=10_000)] = 10,
     include_seen: Annotated[bool, typer.Option("--include-seen", help="also recommend rated items")] = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="model parameter key=value")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
 ) -> None:
-    """Fit MODEL on every rating of DATA and list the top-K items for each --user."""
-    from recengine.data.load import load_dataset
-    from recengine.models.registry import create
+    """Top-K items for each --user, from MODEL_DIR or from --model fitted on every rating of --data."""
+    from recengine.errors import ConfigError
 
-    ds = load_dataset(data)
-    with err_console.status(f"fitting {model} on {ds.name}"):
-        m = create(model, parse_sets(set_)).fit(ds.interactions)
-    ids, scores = m.recommend(np.asarray(user), k, exclude_seen=not include_seen)
     titles: dict[Any, str] = {}
-    if ds.items is not None and "title" in ds.items.columns:
-        titles = dict(zip(ds.items["item"].to_list(), ds.items["title"].to_list(), strict=True))
+    extra: dict[str, Any] = {}
+    if model_dir is not None:
+        from recengine import artifacts
+
+        if data is not None or model is not None or set_:
+            raise ConfigError("give either MODEL_DIR or --data/--model/--set, not both")
+        m = artifacts.load(model_dir)
+        titles = artifacts.item_titles(model_dir)
+        model_name = m.name
+        data_name = (artifacts.info(model_dir).get("data") or {}).get("name")
+        extra = {"model_dir": str(model_dir)}
+    else:
+        from recengine.data.load import load_dataset
+        from recengine.models.registry import create
+
+        model_name = model or "bias"
+        ds = load_dataset(data or "ml-100k")
+        data_name = ds.name
+        with err_console.status(f"fitting {model_name} on {ds.name}"):
+            m = create(model_name, parse_sets(set_)).fit(ds.interactions)
+        if ds.items is not None and "title" in ds.items.columns:
+            titles = dict(zip(ds.items["item"].to_list(), ds.items["title"].to_list(), strict=True))
+    ids, scores = m.recommend(np.asarray(user), k, exclude_seen=not include_seen)
     out: list[dict[str, Any]] = []
     for u, row_ids, row_scores in zip(user, ids, scores, strict=True):
         recs = [
@@ -44,10 +78,11 @@ def recommend(
         ]
         out.append({"user": u, "recommendations": recs})
     if json_out:
-        print_json({"model": model, "data": ds.name, "k": k, "users": out})
+        print_json({"model": model_name, "data": data_name, **extra, "k": k, "users": out})
         return
+    where = f"{model_name} on {data_name}" if data_name else model_name
     for entry in out:
-        table = Table(title=f"top {k} for user {entry['user']} ({model} on {ds.name})")
+        table = Table(title=f"top {k} for user {entry['user']} ({where})")
         table.add_column("#", justify="right")
         table.add_column("item", justify="right")
         table.add_column("title")

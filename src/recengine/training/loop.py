@@ -1,0 +1,380 @@
+"""The one PyTorch training loop: a model brings an ``nn.Module`` and a loss, the loop does the rest.
+
+Batching is by index: each epoch draws a permutation from (seed, epoch) and cuts it into slices,
+the data stays as tensors on the device (when it fits) and each batch is one ``index_select`` per
+array, never Python per sample. Each epoch ends with a checkpoint (weights, optimizer, schedule,
+early-stopping state, history) written atomically; a resumed run reloads it and, because the batch
+order and the dropout seed depend on (seed, epoch) only, ends with exactly the weights of an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recengine.errors import TrainingError
+from recengine.training import checkpoint as ckpt
+from recengine.training.config import TrainConfig
+from recengine.training.data import (
+    Arrays,
+    check_arrays,
+    epoch_rng,
+    epoch_seed,
+    fingerprint,
+    n_rows,
+    split_validation,
+)
+from recengine.training.device import deterministic, resolve_device
+from recengine.training.progress import EpochProgress
+from recengine.training.state import (
+    clone_state,
+    copy_state,
+    load_module_state,
+    load_optimizer_state,
+    module_state_arrays,
+    optimizer_state,
+)
+from recengine.training.tensors import DeviceArrays, TorchTask, evaluate
+
+__all__ = [
+    "TorchTask",
+    "TrainResult",
+    "load_module_state",
+    "module_state_arrays",
+    "resolve_device",
+    "split_validation",
+    "train",
+]
+
+HIGHER_IS_BETTER = {"accuracy"}
+#: Batches between finiteness checks by device type. On CUDA each check waits for the device, so
+#: it looks at a window of batches at once; on the CPU every batch is checked before its step.
+_CHECK_EVERY = {"cuda": 64}
+
+
+@dataclass
+class TrainResult:
+    """Per-epoch history (epoch, loss, val_<metric>, lr, seconds, samples_per_second) and outcome.
+
+    Models keep ``as_dict()`` in ``Recommender.history``; the artifact saves it and plots it.
+    """
+
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped: str  # "completed" | "early-stopped" (a finished run's checkpoint keeps which)
+    val_metric: str | None = None
+    best_value: float | None = None
+    device: str = "cpu"
+    seconds: float = 0.0
+    resumed_at_epoch: int | None = None
+    train_rows: int = 0
+    val_rows: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def train(
+    task: TorchTask,
+    arrays: Arrays,
+    config: TrainConfig,
+    *,
+    val_arrays: Arrays | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> TrainResult:
+    """Train ``task.module`` on ``arrays`` (``target`` plus inputs, one row each) and return its history.
+
+    ``val_arrays`` default to a seeded ``config.val_fraction`` of the rows. At the end the module
+    holds the weights of the best validation epoch (the last epoch when there is no validation).
+    A loss that is not finite raises :class:`TrainingError` naming the epoch and batch; the
+    checkpoint of the last good epoch stays in ``checkpoint_dir``.
+    """
+    cfg = config.train_config()
+    train_np = check_arrays(arrays, "training")
+    if n_rows(train_np) == 0:
+        raise TrainingError("nothing to train on: the training arrays hold no rows")
+    if val_arrays is not None:
+        val_np: Arrays | None = check_arrays(val_arrays, "validation", keys=list(train_np))
+    elif cfg.val_fraction > 0:
+        train_np, val_np = split_validation(train_np, cfg.val_fraction, cfg.seed)
+    else:
+        val_np = None
+    if val_np is not None and n_rows(val_np) == 0:
+        val_np = None
+    if task.val_metric not in {"rmse", "mae", "log_loss", "accuracy"}:
+        raise TrainingError(f"unknown validation metric {task.val_metric!r}")
+    device = resolve_device(cfg.device)
+    with deterministic(device, cfg.threads):
+        run = _Run(task, train_np, val_np, cfg, device, checkpoint_dir, progress)
+        return run.run(resume)
+
+
+class _Run:
+    """The state of one training run, so that a checkpoint can hold all of it and bring it back."""
+
+    def __init__(
+        self,
+        task: TorchTask,
+        train_np: Arrays,
+        val_np: Arrays | None,
+        cfg: TrainConfig,
+        device: torch.device,
+        checkpoint_dir: Path | None,
+        progress: bool,
+    ) -> None:
+        self.task, self.cfg, self.device = task, cfg, device
+        self.module = task.module.to(device)
+        self.fingerprint = {"train": fingerprint(train_np), "val": fingerprint(val_np) if val_np else None}
+        self.data = DeviceArrays(train_np, device)
+        self.val = DeviceArrays(val_np, device) if val_np is not None else None
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.progress = progress
+        self.metric = task.val_metric
+        self.optimizer = _optimizer(self.module, cfg)
+        # The plateau schedule watches the validation metric, or the training loss without one.
+        maximize = self.val is not None and self.metric in HIGHER_IS_BETTER
+        self.scheduler = _scheduler(self.optimizer, cfg, maximize)
+        self.history: list[dict[str, float]] = []
+        self.best_value: float | None = None
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.stopped = "running"
+        self.last_saved_epoch = 0
+        self.resumed_at: int | None = None
+
+    # ----- the epochs -------------------------------------------------------------------------
+    def run(self, resume: bool) -> TrainResult:
+        started = time.perf_counter()
+        if resume and self.checkpoint_dir is not None:
+            self._resume()
+        reporter = EpochProgress(self.cfg.epochs, self.metric if self.val else None, self.progress)
+        with reporter:
+            for epoch in range(len(self.history), self.cfg.epochs):
+                if self.stopped != "running":
+                    break
+                self._epoch(epoch, reporter)
+        if self.best_state is not None:
+            copy_state(self.module, self.best_state)
+        if self.val is None:
+            self.best_epoch = len(self.history)
+        return TrainResult(
+            history=list(self.history),
+            best_epoch=self.best_epoch,
+            stopped=self.stopped,
+            val_metric=self.metric if self.val is not None else None,
+            best_value=self.best_value,
+            device=str(self.device),
+            seconds=time.perf_counter() - started,
+            resumed_at_epoch=self.resumed_at,
+            train_rows=self.data.n,
+            val_rows=self.val.n if self.val is not None else 0,
+        )
+
+    def _epoch(self, epoch: int, reporter: EpochProgress) -> None:
+        cfg, n = self.cfg, self.data.n
+        bs = cfg.batch_size
+        n_batches = math.ceil(n / bs)
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        t0 = time.perf_counter()
+        torch.manual_seed(epoch_seed(cfg.seed, epoch))
+        perm = self.data.index(epoch_rng(cfg.seed, epoch).permutation(n))
+        losses = torch.zeros(n_batches, dtype=torch.float64, device=self.device)
+        check_every = _CHECK_EVERY.get(self.device.type, 1)
+        checked = 0
+        reporter.start_epoch(epoch + 1, n_batches)
+        self.module.train()
+        for b in range(n_batches):
+            batch = self.data.take(perm[b * bs : (b + 1) * bs])
+            loss = self.task.loss(batch)
+            if b == 0 and loss.ndim != 0:
+                raise TrainingError(
+                    f"the task's loss must be a scalar (the batch mean), got shape {tuple(loss.shape)}"
+                )
+            losses[b] = loss.detach()
+            if (b + 1) % check_every == 0 or b == n_batches - 1:
+                self._check_finite(losses, checked, b + 1, epoch, n_batches)
+                checked = b + 1
+                reporter.advance(checked, float(losses[b]))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        sizes = torch.full((n_batches,), float(bs), dtype=torch.float64, device=self.device)
+        sizes[-1] = n - bs * (n_batches - 1)
+        epoch_loss = float((losses * sizes).sum()) / n
+        record: dict[str, float] = {"epoch": epoch + 1, "loss": epoch_loss}
+        improved = False
+        if self.val is not None:
+            value = evaluate(self.task, self.val, max(bs, 8192), self.metric)
+            if not math.isfinite(value):
+                raise TrainingError(self._bad_message(f"validation {self.metric} is {value}", epoch + 1))
+            record[f"val_{self.metric}"] = value
+            improved = self._early_stopping(value, epoch + 1)
+        seconds = time.perf_counter() - t0
+        record.update(lr=lr, seconds=seconds, samples_per_second=n / max(seconds, 1e-9))
+        self.history.append(record)
+        self._step_scheduler(record)
+        if self.stopped == "running" and epoch + 1 == cfg.epochs:
+            self.stopped = "completed"
+        self._save()
+        reporter.end_epoch(record, improved)
+
+    def _early_stopping(self, value: float, epoch: int) -> bool:
+        """Track the best epoch; True when this one improved by more than the tolerance."""
+        tol = self.cfg.tolerance
+        if self.best_value is None:
+            improved = True
+        elif self.metric in HIGHER_IS_BETTER:
+            improved = value > self.best_value + tol
+        else:
+            improved = value < self.best_value - tol
+        if improved:
+            self.best_value, self.best_epoch, self.bad_epochs = value, epoch, 0
+            self.best_state = clone_state(self.module)
+        else:
+            self.bad_epochs += 1
+            if self.cfg.patience is not None and self.bad_epochs >= self.cfg.patience:
+                self.stopped = "early-stopped"
+        return improved
+
+    def _step_scheduler(self, record: dict[str, float]) -> None:
+        if self.scheduler is None:
+            return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(record.get(f"val_{self.metric}", record["loss"]))
+        else:
+            self.scheduler.step()
+
+    def _check_finite(self, losses: torch.Tensor, lo: int, hi: int, epoch: int, n_batches: int) -> None:
+        window = losses[lo:hi]
+        bad = ~torch.isfinite(window)
+        if bool(bad.any()):
+            b = lo + int(torch.nonzero(bad)[0, 0])
+            what = f"training loss is {float(losses[b])} at epoch {epoch + 1}, batch {b + 1} of {n_batches}"
+            raise TrainingError(self._bad_message(what, epoch + 1))
+
+    def _bad_message(self, what: str, epoch: int) -> str:
+        if self.checkpoint_dir is None:
+            kept = "no checkpoint directory was given"
+        elif self.last_saved_epoch:
+            kept = (
+                f"the checkpoint of epoch {self.last_saved_epoch}, the last good one, is kept in "
+                f"{self.checkpoint_dir}"
+            )
+        else:
+            kept = "no epoch finished, so there is no checkpoint"
+        return f"{what}; {kept}. Try a lower learning rate (lr={self.cfg.lr:g})"
+
+    # ----- checkpoints ------------------------------------------------------------------------
+    def _save(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        arrays = {f"module.{k}": v for k, v in module_state_arrays(self.module).items()}
+        opt_arrays, opt_meta = optimizer_state(self.optimizer)
+        arrays.update({f"optim.{k}": v for k, v in opt_arrays.items()})
+        if self.best_state is not None:
+            arrays.update({f"best.{k}": v.detach().cpu().numpy() for k, v in self.best_state.items()})
+        meta = {
+            "epoch": len(self.history),
+            "stopped": self.stopped,
+            "config": _comparable(self.cfg),
+            "fingerprint": self.fingerprint,
+            "history": self.history,
+            "early_stopping": {
+                "best_value": self.best_value,
+                "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs,
+            },
+            "optimizer": opt_meta,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "torch": torch.__version__,
+        }
+        ckpt.save_checkpoint(self.checkpoint_dir, arrays, meta)
+        self.last_saved_epoch = len(self.history)
+
+    def _resume(self) -> None:
+        assert self.checkpoint_dir is not None
+        loaded = ckpt.load_checkpoint(self.checkpoint_dir)
+        if loaded is None:
+            return
+        arrays, meta = loaded
+        where = ckpt.checkpoint_path(self.checkpoint_dir)
+        if meta.get("config") != _comparable(self.cfg):
+            diff = _diff(meta.get("config") or {}, _comparable(self.cfg))
+            raise TrainingError(
+                f"{where} belongs to a run with other settings ({diff}); train without --resume to start over"
+            )
+        if meta.get("fingerprint") != self.fingerprint:
+            raise TrainingError(
+                f"{where} belongs to a run on other data; train without --resume to start over"
+            )
+        groups: dict[str, dict[str, np.ndarray]] = {"module": {}, "optim": {}, "best": {}}
+        for key, value in arrays.items():
+            prefix, _, name = key.partition(".")
+            groups.setdefault(prefix, {})[name] = value
+        try:
+            load_module_state(self.module, groups["module"])
+            load_optimizer_state(self.optimizer, groups["optim"], meta["optimizer"])
+            if self.scheduler is not None and meta.get("scheduler") is not None:
+                self.scheduler.load_state_dict(meta["scheduler"])
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise TrainingError(f"{where} does not fit this model: {e}") from None
+        if groups["best"]:
+            self.best_state = {
+                k: torch.from_numpy(v.copy()).to(self.device) for k, v in groups["best"].items()
+            }
+        early = meta["early_stopping"]
+        self.best_value, self.best_epoch = early["best_value"], int(early["best_epoch"])
+        self.bad_epochs = int(early["bad_epochs"])
+        self.history = [dict(h) for h in meta["history"]]
+        self.stopped = str(meta["stopped"])
+        self.last_saved_epoch = self.resumed_at = int(meta["epoch"])
+
+
+def _optimizer(module: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise TrainingError("the network has no trainable parameters")
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, maximize: bool) -> Any:
+    if cfg.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt,
+            mode="max" if maximize else "min",
+            factor=cfg.lr_gamma,
+            patience=cfg.lr_plateau_patience,
+            threshold=cfg.tolerance,
+            threshold_mode="abs",
+        )
+    return None
+
+
+def _comparable(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings a resumed run must share with the checkpoint (device and threads may change)."""
+    return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("device", "threads")}
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in keys[:4])

@@ -1,0 +1,152 @@
+"""``recengine train`` → ``recommend`` / ``predict`` / ``similar`` as a user runs them: one JSON object
+on stdout with --json, one error line and exit status 2 on bad input.
+
+Training and one failure run as real processes; the rest go through the same entry point
+(``recengine.cli.main``) in this process, which spares a torch import per command.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recengine import artifacts
+
+
+def run_process(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "recengine", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """``recengine ARGS`` through the console entry point, in this process."""
+    from recengine.cli import main
+
+    def call(*args: str) -> Result:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["recengine", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as e:
+            code = int(e.code or 0)
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return call
+
+
+def failed(p: Result | subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr and p.stderr.startswith("error: ")
+    for n in needles:
+        assert n in p.stderr, p.stderr
+
+
+@pytest.fixture(scope="module")
+def model_dir(ml100k_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "bias-model"
+    p = run_process(
+        "train", "bias", "--data", str(ml100k_dir), "--out", str(out), "--set", "reg_user=5", "--json"
+    )
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["model"] == "bias" and summary["params"]["reg_user"] == 5 and summary["out"] == str(out)
+    assert {"weights.safetensors", "config.json", "items.parquet", "users.json"} <= summary["files"].keys()
+    assert not out.with_name("bias-model.checkpoints").exists()  # removed after a successful save
+    return out
+
+
+def test_train_writes_a_verified_model(model_dir):
+    report = artifacts.verify(model_dir)
+    assert report["ok"] and report["model"] == "bias"
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["data"]["name"] == "ml-100k" and config["fit"]["ratings"] == 100_000
+
+
+def test_recommend_from_the_directory_matches_fitting_in_place(model_dir, ml100k_dir, run):
+    p = run("recommend", str(model_dir), "--user", "1", "--user", "2", "-k", "5", "--json")
+    assert p.returncode == 0, p.stderr
+    saved = json.loads(p.stdout)
+    assert saved["model"] == "bias" and saved["data"] == "ml-100k" and saved["model_dir"] == str(model_dir)
+    fresh = run(
+        "recommend", "--data", str(ml100k_dir), "--model", "bias", "--set", "reg_user=5",
+        "--user", "1", "--user", "2", "-k", "5", "--json",
+    )  # fmt: skip
+    assert fresh.returncode == 0, fresh.stderr
+    assert saved["users"] == json.loads(fresh.stdout)["users"]
+    recs = saved["users"][0]["recommendations"]
+    assert len(recs) == 5 and all(r["title"] for r in recs)
+    text = run("recommend", str(model_dir), "--user", "1", "-k", "2")
+    assert text.returncode == 0 and "top 2 for user 1" in text.stdout
+    failed(run("recommend", str(model_dir), "--model", "bias", "--user", "1"), "not both")
+
+
+def test_predict_round_trip_and_unknown_ids(model_dir, tmp_path, run):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user,item,rating\n1,1,5\n 2 ,50,4\n999999,1,3\n1,abc,2\n7,100,1\n")
+    out = tmp_path / "pred.csv"
+    failed(
+        run("predict", str(model_dir), "--input", str(pairs), "--output", str(out)),
+        "pairs.csv, line 4", "user '999999'", "lines 4, 5", "--unknown skip",
+    )  # fmt: skip
+    assert not out.exists()
+    p = run(
+        "predict", str(model_dir), "--input", str(pairs), "--output", str(out), "--unknown", "skip", "--json"
+    )
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["rows"] == 5 and summary["predicted"] == 3 and summary["skipped"] == 2
+    df = pl.read_csv(out)
+    assert df.columns == ["user", "item", "prediction"] and df["user"].to_list() == [1, 2, 7]
+    expected = artifacts.load(model_dir).predict([1, 2, 7], [1, 50, 100])
+    np.testing.assert_allclose(df["prediction"].to_numpy(), expected, rtol=1e-12)
+    (tmp_path / "bad.csv").write_text("uid,iid\n1,1\n")
+    failed(
+        run("predict", str(model_dir), "--input", str(tmp_path / "bad.csv"), "--output", str(out)),
+        "user,item",
+    )
+
+
+def test_similar_needs_embeddings(model_dir, run):
+    failed(run("similar", str(model_dir), "--item", "1", "-k", "3", "--json"), "item embeddings")
+
+
+def test_train_refuses_before_fitting(ml100k_dir, tmp_path, run):
+    failed(
+        run("train", "bias", "--data", str(ml100k_dir), "--out", str(tmp_path / "m"), "--set", "nope=1"),
+        "nope",
+    )
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    failed(run("train", "bias", "--data", str(ml100k_dir), "--out", str(mine)), "refusing to replace")
+    assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_a_corrupt_model_is_one_clear_error(model_dir, tmp_path, run):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    f = broken / "weights.safetensors"
+    f.write_bytes(f.read_bytes()[:-100])
+    failed(run_process("recommend", str(broken), "--user", "1"), "weights.safetensors", "truncated")
+    failed(run("similar", str(tmp_path), "--item", "1"), "not a recengine model directory")

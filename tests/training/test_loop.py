@@ -1,0 +1,264 @@
+"""The shared training loop on a tiny embedding model: learning, determinism, early stopping,
+optimizers and schedules, non-finite losses, progress output."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from recengine.errors import ConfigError, DataError, TrainingError
+from recengine.training.checkpoint import load_checkpoint
+from recengine.training.config import TrainConfig
+from recengine.training.loop import (
+    TrainResult,
+    load_module_state,
+    module_state_arrays,
+    resolve_device,
+    split_validation,
+    train,
+)
+from tests.training.tiny import TinyTask, config, make_arrays, weights
+
+
+@pytest.fixture(scope="module")
+def arrays() -> dict[str, np.ndarray]:
+    return make_arrays()
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_loss_decreases_and_history_is_complete(arrays):
+    task = TinyTask()
+    result = train(task, arrays, config(epochs=8))
+    h = result.history
+    assert [r["epoch"] for r in h] == list(range(1, 9))
+    assert {"epoch", "loss", "val_rmse", "lr", "seconds", "samples_per_second"} <= h[0].keys()
+    assert h[-1]["loss"] < 0.6 * h[0]["loss"]
+    assert h[-1]["val_rmse"] < h[0]["val_rmse"]
+    assert result.stopped == "completed" and result.best_epoch == 8
+    assert result.train_rows + result.val_rows == len(arrays["target"]) and result.val_rows == 300
+    d = result.as_dict()
+    assert d["history"] == h and d["val_metric"] == "rmse"
+
+
+def test_same_seed_same_weights_other_seed_other_weights(arrays):
+    runs = []
+    for seed in (3, 3, 4):
+        task = TinyTask()
+        train(task, arrays, config(seed=seed, epochs=3))
+        runs.append(weights(task))
+    assert same(runs[0], runs[1])
+    assert not same(runs[0], runs[2])
+
+
+def test_training_leaves_the_callers_rng_alone(arrays):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(TinyTask(), arrays, config(epochs=1))
+    assert torch.equal(torch.rand(3), expected)
+
+
+class ScriptedTask:
+    """A task whose validation metric follows a script, one value per epoch, and which remembers the
+    weights it had at each validation, so that the restored best weights can be checked."""
+
+    def __init__(self, script: list[float], metric: str = "rmse") -> None:
+        self.module: nn.Module = nn.Linear(1, 1)
+        self.val_metric = metric
+        self.script = script
+        self.seen: list[dict[str, torch.Tensor]] = []
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return ((self.module(batch["x"]).squeeze(-1) - batch["target"]) ** 2).mean()
+
+    def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        epoch = len(self.seen)
+        self.seen.append({k: v.detach().clone() for k, v in self.module.state_dict().items()})
+        value = self.script[epoch]
+        if self.val_metric == "accuracy":  # value = share of rows predicted right
+            n = len(batch["target"])
+            right = torch.arange(n) < round(value * n)
+            return torch.where(right, batch["target"], 1 - batch["target"])
+        return batch["target"] + value  # rmse = value
+
+
+def scripted_arrays(n: int = 400) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 1)).astype(np.float32)
+    return {"x": x, "target": (2 * x[:, 0] + 1).astype(np.float32)}
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch():
+    task = ScriptedTask([1.0, 0.8, 0.7, 0.75, 0.9, 0.95, 0.5, 0.4])
+    # One validation batch per epoch: the val part (100 rows) is smaller than the eval batch.
+    result = train(task, scripted_arrays(), config(epochs=8, patience=2, batch_size=64, val_fraction=0.25))
+    assert result.stopped == "early-stopped"
+    assert len(result.history) == 5 and result.best_epoch == 3
+    assert result.best_value == pytest.approx(0.7)
+    assert [round(h["val_rmse"], 6) for h in result.history] == [1.0, 0.8, 0.7, 0.75, 0.9]
+    assert same(weights(task), task.seen[2])  # the weights validated in epoch 3
+    assert not same(weights(task), task.seen[4])
+
+
+def test_tolerance_and_higher_is_better_for_accuracy():
+    task = ScriptedTask([0.5, 0.52, 0.53, 0.8, 0.81, 0.82], metric="accuracy")
+    arrays = scripted_arrays()
+    arrays["target"] = (arrays["x"][:, 0] > 0).astype(np.float32)
+    result = train(task, arrays, config(epochs=6, patience=2, tolerance=0.05, batch_size=64))
+    # 0.52 and 0.53 are within the tolerance of 0.5: two epochs without improvement stop the run.
+    assert result.stopped == "early-stopped" and result.best_epoch == 1 and len(result.history) == 3
+    assert result.history[0]["val_accuracy"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_no_validation_means_no_early_stopping(arrays):
+    result = train(TinyTask(), arrays, config(epochs=2, val_fraction=0.0, patience=1))
+    assert "val_rmse" not in result.history[0] and result.val_metric is None
+    assert result.best_epoch == 2 and result.stopped == "completed"
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "adagrad"])
+def test_each_optimizer_learns(arrays, optimizer):
+    lr = {"adam": 0.02, "adamw": 0.02, "sgd": 0.05, "adagrad": 0.1}[optimizer]
+    result = train(TinyTask(), arrays, config(epochs=4, optimizer=optimizer, lr=lr, weight_decay=1e-4))
+    losses = [h["loss"] for h in result.history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_learning_rate_schedules(arrays):
+    def lrs(**kw: object) -> list[float]:
+        return [h["lr"] for h in train(TinyTask(), arrays, config(epochs=4, lr=0.02, **kw)).history]
+
+    assert lrs(lr_schedule="constant") == [0.02] * 4
+    assert lrs(lr_schedule="step", lr_step_epochs=1, lr_gamma=0.5) == pytest.approx(
+        [0.02, 0.01, 0.005, 0.0025]
+    )
+    cosine = lrs(lr_schedule="cosine")
+    assert cosine[0] == 0.02 and all(a > b for a, b in itertools.pairwise(cosine))
+    task = ScriptedTask([1.0, 1.1, 1.2, 1.3])
+    result = train(
+        task, scripted_arrays(), config(epochs=4, lr=0.02, lr_schedule="plateau", lr_plateau_patience=0)
+    )
+    assert [h["lr"] for h in result.history] == pytest.approx([0.02, 0.02, 0.01, 0.005])
+
+
+def test_nan_loss_names_the_epoch_and_keeps_the_last_good_checkpoint(arrays, tmp_path):
+    batches = 11  # 2,700 training rows in batches of 256
+    task = TinyTask(nan_at_call=2 * batches + 4)
+    with pytest.raises(TrainingError, match=r"epoch 3, batch 4 of 11") as err:
+        train(task, arrays, config(), checkpoint_dir=tmp_path)
+    assert "epoch 2" in str(err.value) and str(tmp_path) in str(err.value)
+    loaded = load_checkpoint(tmp_path)
+    assert loaded is not None and loaded[1]["epoch"] == 2
+    assert all(np.isfinite(v).all() for k, v in loaded[0].items() if v.dtype.kind == "f")
+    # The kept checkpoint resumes to the same weights as a run that never saw the NaN.
+    resumed, clean = TinyTask(), TinyTask()
+    train(resumed, arrays, config(), checkpoint_dir=tmp_path, resume=True)
+    train(clean, arrays, config())
+    assert same(weights(resumed), weights(clean))
+
+
+def test_a_window_of_batches_is_checked_at_once_as_on_cuda(arrays, monkeypatch):
+    from recengine.training import loop
+
+    monkeypatch.setattr(loop, "_CHECK_EVERY", {"cpu": 4})
+    with pytest.raises(TrainingError, match=r"epoch 2, batch 3 of 11"):
+        train(TinyTask(nan_at_call=11 + 3), arrays, config())
+
+
+def test_nan_in_the_first_epoch_says_there_is_no_checkpoint(arrays, tmp_path):
+    with pytest.raises(TrainingError, match=r"epoch 1, batch 1 of .*no epoch finished"):
+        train(TinyTask(nan_at_call=1), arrays, config(), checkpoint_dir=tmp_path)
+    assert load_checkpoint(tmp_path) is None
+
+
+def test_progress_bar_writes_epochs_to_stderr_only(arrays, capsys):
+    train(TinyTask(), arrays, config(epochs=2), progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "epoch 2/2" in captured.err and "val rmse" in captured.err
+
+
+def test_bad_inputs(arrays):
+    with pytest.raises(DataError, match="target"):
+        train(TinyTask(), {"user": arrays["user"]}, config())
+    with pytest.raises(DataError, match="rows"):
+        train(TinyTask(), {**arrays, "item": arrays["item"][:10]}, config())
+    with pytest.raises(TrainingError, match="no rows"):
+        train(TinyTask(), {k: v[:0] for k, v in arrays.items()}, config())
+    bad = dict(arrays, target=arrays["target"].copy())
+    bad["target"][7] = np.nan
+    with pytest.raises(DataError, match="row 7"):
+        train(TinyTask(), bad, config())
+
+
+def test_one_row_trains_without_validation(arrays):
+    one = {k: v[:1] for k, v in arrays.items()}
+    task = TinyTask()
+    task.module.norm = nn.Identity()  # BatchNorm cannot train on a batch of one row
+    result = train(task, one, config(epochs=2))
+    assert result.val_rows == 0 and len(result.history) == 2
+
+
+def test_explicit_validation_arrays(arrays):
+    tr, va = split_validation(arrays, 0.2, 0)
+    result = train(TinyTask(), tr, config(epochs=1), val_arrays=va)
+    assert result.val_rows == len(va["target"]) == 600 and result.train_rows == 2400
+
+
+def test_split_validation_is_seeded_and_disjoint(arrays):
+    a_tr, a_va = split_validation(arrays, 0.1, 5)
+    _, b_va = split_validation(arrays, 0.1, 5)
+    _, c_va = split_validation(arrays, 0.1, 6)
+    assert all(np.array_equal(a_va[k], b_va[k]) for k in arrays)
+    assert not np.array_equal(a_va["user"], c_va["user"])
+    assert len(a_va["target"]) == 300 and len(a_tr["target"]) == 2700
+    tiny_tr, tiny_va = split_validation({k: v[:1] for k, v in arrays.items()}, 0.5, 0)
+    assert len(tiny_tr["target"]) == 1 and len(tiny_va["target"]) == 0
+
+
+def test_module_state_round_trip():
+    a, b = TinyTask(seed=1), TinyTask(seed=2)
+    params_before = [id(p) for p in b.module.parameters()]
+    load_module_state(b.module, module_state_arrays(a.module))
+    assert same(weights(a), weights(b))
+    assert [id(p) for p in b.module.parameters()] == params_before  # copied in place
+    broken = module_state_arrays(a.module)
+    broken["user.weight"] = broken["user.weight"][:, :2]
+    with pytest.raises(DataError, match=r"user\.weight has shape"):
+        load_module_state(b.module, broken)
+    del broken["bias"]
+    with pytest.raises(DataError, match="missing bias"):
+        load_module_state(b.module, broken)
+
+
+def test_devices_and_config():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no usable CUDA"):
+            resolve_device("cuda:0")
+    with pytest.raises(ValueError, match="device"):
+        TrainConfig(device="tpu")
+    with pytest.raises(ValueError, match="extra"):
+        TrainConfig.model_validate({"epochs": 2, "lr_rate": 0.1})
+
+    class ModelParams(TrainConfig):
+        factors: int = 8
+        epochs: int = 7
+
+    p = ModelParams(lr=0.05, factors=3)
+    tc = p.train_config()
+    assert type(tc) is TrainConfig and tc.lr == 0.05 and tc.epochs == 7
+    assert set(tc.model_dump()) == set(TrainConfig.model_fields)
+
+
+def test_train_result_is_plain_data():
+    r = TrainResult(history=[{"epoch": 1, "loss": 0.5}], best_epoch=1, stopped="completed")
+    assert r.as_dict()["history"] == [{"epoch": 1, "loss": 0.5}]
