@@ -22,12 +22,16 @@ def _register() -> None:
     from recengine.cli import data as data_cmd
     from recengine.cli import evaluate as evaluate_cmd
     from recengine.cli import recommend as recommend_cmd
+    from recengine.cli import serve as serve_cmd
     from recengine.cli import synth as synth_cmd
+    from recengine.cli import train as train_cmd
 
     app.add_typer(data_cmd.app, name="data")
     evaluate_cmd.register(app)
     recommend_cmd.register(app)
+    serve_cmd.register(app)
     synth_cmd.register(app)
+    train_cmd.register(app)
 
 
 _register()

@@ -1,0 +1,236 @@
+"""SageMaker's invocation formats (``POST /invocations``), each a pluggable handler.
+
+A request body (``application/json``: ``{"instances": [...]}``; ``application/jsonlines``: one
+instance per line) is a list of instances; the first handler in :data:`HANDLERS` that accepts the
+first instance answers them all, one prediction per instance, in SageMaker's response shape. Adding a
+format (say, a factorization-machine model with side features) is one more :class:`Handler`.
+
+- :class:`Object2VecHandler`: ``{"in0": [user], "in1": [movie]}`` → ``{"scores": [rating]}`` for a
+  regression model, ``{"scores": [p0, p1]}`` for a binary classifier; one side only →
+  ``{"embeddings": [...]}`` (the user's for ``in0``, the movie's for ``in1``). Ids are the data
+  set's external ids, as integers or strings (the seed's notebook sent ``[str(u)]``).
+- :class:`FeatureRowsHandler`: factorization machines' ``{"features": [...]}`` (dense) or
+  ``{"data": {"features": {"keys": [...], "shape": [n], "values": [...]}}}`` (sparse) rows in the
+  seed's one-hot layout (user block, then item block, by the model's internal ids) →
+  ``{"score": s}``, plus ``"predicted_label"`` for a binary classifier.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from recengine.errors import CapabilityError, RecengineError
+from recengine.serving.models import ServedModel
+from recengine.serving.service import ids_for
+
+JSON = "application/json"
+JSONLINES = "application/jsonlines"
+JSONLINES_ALIASES = (JSONLINES, "application/jsonl", "application/x-jsonlines")
+MAX_INSTANCES = 10_000
+
+
+class InvocationError(RecengineError):
+    """A body that is not a list of instances of a format this server reads."""
+
+
+class Handler(ABC):
+    """One invocation format: recognizes its instances and answers a batch of them at once."""
+
+    name: str
+
+    @abstractmethod
+    def accepts(self, instance: dict[str, Any]) -> bool: ...
+
+    @abstractmethod
+    def predict(self, sm: ServedModel, instances: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+
+
+def _one_id(value: Any, where: str) -> str | int:
+    """The single id of one Object2Vec side: ``[42]``, ``["42"]`` or, leniently, ``42``."""
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise InvocationError(f"{where}: expected a list holding one id, got {len(value)} values")
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+        raise InvocationError(f"{where}: an id is an integer or a non-empty string, got {value!r}")
+    if isinstance(value, int) and abs(value) > 2**62:
+        raise InvocationError(f"{where}: id {value} is out of range")
+    return value
+
+
+class Object2VecHandler(Handler):
+    name = "object2vec"
+
+    def accepts(self, instance: dict[str, Any]) -> bool:
+        return "in0" in instance or "in1" in instance
+
+    def predict(self, sm: ServedModel, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        model = sm.model
+        pairs: list[int] = []
+        users: list[str] = []
+        items: list[str] = []
+        for n, inst in enumerate(instances):
+            if not self.accepts(inst):
+                raise InvocationError(f"instance {n}: expected in0 and/or in1")
+            extra = set(inst) - {"in0", "in1"}
+            if extra:
+                raise InvocationError(f"instance {n}: unknown field {sorted(extra)[0]!r}")
+        out: list[dict[str, Any]] = [{} for _ in instances]
+        u_only = [
+            (n, _one_id(i["in0"], f"instance {n}, in0")) for n, i in enumerate(instances) if "in1" not in i
+        ]
+        i_only = [
+            (n, _one_id(i["in1"], f"instance {n}, in1")) for n, i in enumerate(instances) if "in0" not in i
+        ]
+        for n, inst in enumerate(instances):
+            if "in0" in inst and "in1" in inst:
+                pairs.append(n)
+                users.append(str(_one_id(inst["in0"], f"instance {n}, in0")))
+                items.append(str(_one_id(inst["in1"], f"instance {n}, in1")))
+        if pairs:
+            kind = sm.kind
+            if kind == "ranking":
+                raise CapabilityError(f"model {sm.name!r} ranks items but does not score pairs")
+            pred = model.predict(ids_for(model.users, users), ids_for(model.items, items)).tolist()
+            for n, p in zip(pairs, pred, strict=True):
+                out[n] = {"scores": [1.0 - p, p] if kind == "binary" else [p]}
+        for rows, idmap, embed in (
+            (u_only, model.users, model.user_embeddings),
+            (i_only, model.items, model.item_embeddings),
+        ):
+            if rows:
+                idx = idmap.to_internal(ids_for(idmap, [v for _, v in rows]))
+                vectors = np.asarray(embed(), dtype=np.float64)[idx].tolist()
+                for (n, _), vec in zip(rows, vectors, strict=True):
+                    out[n] = {"embeddings": vec}
+        return out
+
+
+class FeatureRowsHandler(Handler):
+    name = "feature-rows"
+
+    def accepts(self, instance: dict[str, Any]) -> bool:
+        return "features" in instance or "data" in instance
+
+    def _pair(self, sm: ServedModel, inst: dict[str, Any], n: int) -> tuple[int, int]:
+        n_users, n_items = len(sm.model.users), len(sm.model.items)
+        width = n_users + n_items
+        if "features" in inst:
+            dense = inst["features"]
+            if (
+                not isinstance(dense, list)
+                or len(dense) != width
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in dense)
+            ):
+                raise InvocationError(f"instance {n}: features must be a list of {width} numbers")
+            keys: Any = [j for j, v in enumerate(dense) if v]
+        else:
+            sparse = inst.get("data")
+            feats = sparse.get("features") if isinstance(sparse, dict) else None
+            keys = feats.get("keys") if isinstance(feats, dict) else None
+            if not isinstance(keys, list) or not all(
+                isinstance(k, int) and not isinstance(k, bool) for k in keys
+            ):
+                raise InvocationError(f"instance {n}: expected data.features.keys, a list of integers")
+        user = [k for k in keys if 0 <= k < n_users]
+        item = [k - n_users for k in keys if n_users <= k < width]
+        if len(user) != 1 or len(item) != 1 or len(keys) != 2:
+            raise InvocationError(
+                f"instance {n}: expected one-hot features, one of the first {n_users} (user) and one of "
+                f"the next {n_items} (item)"
+            )
+        return user[0], item[0]
+
+    def predict(self, sm: ServedModel, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        kind = sm.kind
+        if kind == "ranking":
+            raise CapabilityError(f"model {sm.name!r} ranks items but does not score feature rows")
+        pairs = [self._pair(sm, inst, n) for n, inst in enumerate(instances)]
+        u = np.asarray([p[0] for p in pairs], dtype=np.int64)
+        i = np.asarray([p[1] for p in pairs], dtype=np.int64)
+        scores = sm.model.predict_internal(u, i).tolist()
+        if kind == "binary":
+            return [{"score": s, "predicted_label": int(s >= 0.5)} for s in scores]
+        return [{"score": s} for s in scores]
+
+
+HANDLERS: list[Handler] = [Object2VecHandler(), FeatureRowsHandler()]
+
+
+def media_type(content_type: str | None) -> str:
+    """``application/json`` or ``application/jsonlines`` from a Content-Type or Accept value."""
+    base = (content_type or "").split(";")[0].strip().lower()
+    if base in JSONLINES_ALIASES:
+        return JSONLINES
+    if base == JSON or base.endswith("+json"):
+        return JSON
+    return base
+
+
+def parse_instances(body: bytes, content_type: str) -> list[dict[str, Any]]:
+    """The instances of a request body (content type already checked to be JSON or JSON Lines)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvocationError("the body is not UTF-8 text") from None
+    if media_type(content_type) == JSONLINES:
+        instances: list[Any] = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                obj = _loads(line, f"line {n}")
+                # A line may hold one instance or, as the JSON form, {"instances": [...]}.
+                instances.extend(_instances_of(obj, f"line {n}") if "instances" in obj else [obj])
+    else:
+        instances = _instances_of(_loads(text, "body"), "body")
+    if not instances:
+        raise InvocationError("no instances in the body")
+    if len(instances) > MAX_INSTANCES:
+        raise InvocationError(f"{len(instances)} instances; at most {MAX_INSTANCES} per request")
+    for n, inst in enumerate(instances):
+        if not isinstance(inst, dict):
+            raise InvocationError(f"instance {n} is not a JSON object")
+    return instances
+
+
+def _loads(text: str, where: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
+        raise InvocationError(f"{where}: malformed JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise InvocationError(f"{where}: expected a JSON object")
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _instances_of(obj: dict[str, Any], where: str) -> list[Any]:
+    inst = obj.get("instances")
+    if not isinstance(inst, list):
+        raise InvocationError(f'{where}: expected {{"instances": [...]}}')
+    return inst
+
+
+def invoke(sm: ServedModel, body: bytes, content_type: str, accept: str | None) -> tuple[bytes, str]:
+    """Answer one invocation: the response body and its media type (JSON unless JSON Lines is asked
+    for, or the request was JSON Lines and nothing else is asked for)."""
+    instances = parse_instances(body, content_type)
+    handler = next((h for h in HANDLERS if h.accepts(instances[0])), None)
+    if handler is None:
+        known = ", ".join(h.name for h in HANDLERS)
+        raise InvocationError(f"instance 0 matches no known format ({known})")
+    predictions = handler.predict(sm, instances)
+    out_type = media_type(accept) if accept and media_type(accept) in (JSON, JSONLINES) else None
+    if out_type is None:
+        out_type = media_type(content_type)
+    if out_type == JSONLINES:
+        text = "".join(json.dumps(p, allow_nan=False) + "\n" for p in predictions)
+    else:
+        text = json.dumps({"predictions": predictions}, allow_nan=False)
+    return text.encode("utf-8"), out_type

@@ -1,0 +1,172 @@
+"""Request and response bodies of the REST API v1: pydantic models, so that FastAPI validates input
+and the OpenAPI document describes every field (the fuzzing tests generate requests from it)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+
+#: External ids as clients send them: the data set's integers or text (``"42"`` finds 42 in a
+#: numeric id map). Bounded so that no id can overflow a 64-bit id map.
+IntId = Annotated[StrictInt, Field(ge=-(2**62), le=2**62)]
+TextId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ExternalId = IntId | TextId
+
+MAX_K = 1000
+MAX_LIST = 10_000
+Kind = Literal["regression", "binary", "ranking"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRef(BaseModel):
+    """Which model answered: every response carries it, so a client can tell a reload happened."""
+
+    name: str = Field(description="the name the server serves the model under")
+    version: str = Field(description="first 12 hex digits of the sha256 of the artifact's manifest")
+    created: str | None = Field(None, description="when the artifact was written (ISO 8601)")
+    library_version: str | None = Field(None, description="recengine version that wrote the artifact")
+
+
+class Item(BaseModel):
+    item: ExternalId
+    title: str | None = None
+    year: int | None = None
+    genres: list[str] | None = None
+    ratings: int = Field(0, description="number of training ratings of the item")
+
+
+class ScoredItem(Item):
+    score: float = Field(description="the model's score: the predicted rating for rating models")
+
+
+class Recommendations(BaseModel):
+    model: ModelRef
+    user: ExternalId | None = Field(None, description="the user, or null for an anonymous history")
+    k: int
+    folded_in: bool = Field(description="true when computed by fold-in from the user's history")
+    history_size: int = Field(description="ratings in the history used (training plus stored feedback)")
+    feedback_size: int = Field(description="stored feedback ratings among them")
+    items: list[ScoredItem]
+
+
+class Filters(_Body):
+    k: int = Field(10, ge=1, le=MAX_K, description="how many items")
+    exclude_seen: bool = Field(True, description="leave out items in the history")
+    allow: list[ExternalId] | None = Field(None, max_length=MAX_LIST, description="only these items")
+    block: list[ExternalId] | None = Field(None, max_length=MAX_LIST, description="never these items")
+
+
+class RatingIn(_Body):
+    item: ExternalId
+    rating: float = Field(allow_inf_nan=False, description="on the model's rating scale")
+
+
+class HistoryRequest(Filters):
+    """An anonymous user given by ratings: recommendations by fold-in, nothing stored."""
+
+    ratings: list[RatingIn] = Field(max_length=MAX_LIST)
+
+
+class SimilarItems(BaseModel):
+    model: ModelRef
+    item: Item
+    k: int
+    items: list[ScoredItem] = Field(description="nearest items by cosine similarity of item embeddings")
+
+
+class Pair(_Body):
+    user: ExternalId
+    item: ExternalId
+
+
+class PredictRequest(_Body):
+    pairs: list[Pair] = Field(min_length=1, max_length=MAX_LIST)
+
+
+class Prediction(BaseModel):
+    user: ExternalId
+    item: ExternalId
+    prediction: float = Field(description="the rating (regression) or the probability of class 1 (binary)")
+
+
+class Predictions(BaseModel):
+    model: ModelRef
+    kind: Kind
+    predictions: list[Prediction]
+
+
+class SearchResults(BaseModel):
+    model: ModelRef
+    query: str
+    items: list[Item] = Field(description="exact title first, then title prefix, word prefix, substring")
+
+
+class ItemDetail(BaseModel):
+    model: ModelRef
+    item: Item
+
+
+class FeedbackRequest(_Body):
+    ratings: list[RatingIn] = Field(min_length=1, max_length=1000)
+
+
+class StoredRatingOut(BaseModel):
+    item: ExternalId
+    rating: float
+    created: float = Field(description="Unix seconds when the rating was stored")
+    title: str | None = None
+
+
+class UserRatings(BaseModel):
+    model: ModelRef
+    user: ExternalId
+    store: str = Field(description="the feedback store's kind (sqlite or postgresql)")
+    ratings: list[StoredRatingOut] = Field(description="the latest stored rating per item, oldest first")
+
+
+class ModelInfo(BaseModel):
+    model: ModelRef
+    algorithm: str = Field(description="the model family (registry name), e.g. bias or mf")
+    kind: Kind
+    dataset: str | None
+    capabilities: dict[str, bool]
+    params: dict[str, object]
+    rating_scale: dict[str, float | None] | None
+    n_users: int
+    n_items: int
+    metrics: dict[str, object]
+    created: str | None
+    path: str
+    default: bool
+
+
+class ModelList(BaseModel):
+    default: str
+    models: list[ModelInfo]
+
+
+class ReloadRequest(_Body):
+    model: str | None = Field(None, max_length=200, description="served name (default: the default model)")
+    path: str | None = Field(
+        None, max_length=4096, description="a new model directory (default: reload the current one)"
+    )
+
+
+class ReloadResult(BaseModel):
+    model: ModelRef
+    previous: ModelRef
+    path: str
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="a short machine-readable code, e.g. unknown_id")
+    detail: str = Field(description="what was wrong, naming the offending id or field")
+
+
+class Ping(BaseModel):
+    status: Literal["ok"]
+    models: list[str]

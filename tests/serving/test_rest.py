@@ -1,0 +1,311 @@
+"""REST API v1: every route's happy path and its errors, feedback changing recommendations, the
+API key, the OpenAPI document, reload through the admin route and refusal of a corrupt model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from recengine import artifacts
+from recengine.serving.app import create_app
+
+ROUTES = (
+    "/ping",
+    "/invocations",
+    "/endpoints/{name}/invocations",
+    "/v1/users/{user}/recommendations",
+    "/v1/recommendations",
+    "/v1/items/{item}/similar",
+    "/v1/items",
+    "/v1/items/{item}",
+    "/v1/predictions",
+    "/v1/users/{user}/ratings",
+    "/v1/models",
+    "/v1/models/{name}",
+    "/v1/admin/reload",
+)
+
+
+def _ok(r, status: int = 200) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body["model"]) >= {"name", "version", "created", "library_version"}
+    assert r.headers["x-model-version"] == body["model"]["version"]
+    return body
+
+
+def test_known_user_recommendations_match_the_model(client: TestClient, model_dirs: dict[str, Path]) -> None:
+    body = _ok(client.get("/v1/users/196/recommendations", params={"k": 5}))
+    assert body["user"] == 196 and body["folded_in"] is False and body["model"]["name"] == "bias"
+    ids, scores = artifacts.load(model_dirs["bias"]).recommend([196], 5)
+    assert [x["item"] for x in body["items"]] == ids[0].tolist()
+    assert [x["score"] for x in body["items"]] == pytest.approx(scores[0].tolist())
+    assert all(x["title"] and x["genres"] is not None and x["ratings"] > 0 for x in body["items"])
+
+
+def test_filters_allow_block_and_exclude_seen(client: TestClient, model_dirs: dict[str, Path]) -> None:
+    model = artifacts.load(model_dirs["bias"])
+    seen = set(model.user_history(196)[0].tolist())
+    top = [x["item"] for x in client.get("/v1/users/196/recommendations?k=3").json()["items"]]
+    blocked = [
+        x["item"] for x in client.get(f"/v1/users/196/recommendations?k=3&block={top[0]}").json()["items"]
+    ]
+    assert top[0] not in blocked and blocked[:2] == top[1:]
+    allowed = client.get("/v1/users/196/recommendations?k=5&allow=1&allow=2&allow=3").json()["items"]
+    assert {x["item"] for x in allowed} <= {1, 2, 3} - seen
+    with_seen = client.get("/v1/users/196/recommendations?k=1000&exclude_seen=false").json()["items"]
+    assert len(with_seen) == 1000 and seen & {x["item"] for x in with_seen}
+    without = client.get("/v1/users/196/recommendations?k=1000").json()["items"]
+    assert len(without) == 1000 and not seen & {x["item"] for x in without}
+    post = client.post("/v1/users/196/recommendations", json={"k": 3, "block": [top[0]]})
+    assert [x["item"] for x in _ok(post)["items"]] == blocked
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "fragment"),
+    [
+        ("/v1/users/99999/recommendations", 404, "99999"),
+        ("/v1/users/196/recommendations?k=0", 422, "k"),
+        ("/v1/users/196/recommendations?k=1001", 422, "k"),
+        ("/v1/users/196/recommendations?k=abc", 422, "k"),
+        ("/v1/users/196/recommendations?block=424242", 404, "424242"),
+        ("/v1/users/196/recommendations?model=nope", 404, "nope"),
+        ("/v1/items/424242/similar", 404, "424242"),
+        ("/v1/items/1/similar", 422, "embeddings"),
+        ("/v1/items/424242", 404, "424242"),
+        ("/v1/items?q=", 422, "q"),
+        ("/v1/items", 422, "q"),
+        ("/v1/models/nope", 404, "nope"),
+        ("/v1/nothing-here", 404, "Not Found"),
+    ],
+)
+def test_get_errors(client: TestClient, url: str, status: int, fragment: str) -> None:
+    r = client.get(url)
+    assert r.status_code == status, r.text
+    assert set(r.json()) == {"error", "detail"} and fragment in r.json()["detail"]
+
+
+def test_anonymous_fold_in(client: TestClient, model_dirs: dict[str, Path]) -> None:
+    ratings = [{"item": 50, "rating": 5}, {"item": "181", "rating": 4}, {"item": 50, "rating": 1}]
+    body = _ok(client.post("/v1/recommendations", json={"ratings": ratings, "k": 4, "block": [408]}))
+    assert body["folded_in"] and body["user"] is None and body["history_size"] == 2
+    ids, _ = artifacts.load(model_dirs["bias"]).recommend_new([181, 50], [4.0, 1.0], 4, exclude_items=[408])
+    assert [x["item"] for x in body["items"]] == ids.tolist()
+    for bad, status in [
+        ({"ratings": [{"item": 50, "rating": 9}]}, 422),
+        ({"ratings": [{"item": 424242, "rating": 3}]}, 404),
+        ({"ratings": [{"item": 50}]}, 422),
+        ({"ratings": [], "k": 0}, 422),
+        ({"ratings": [], "extra": 1}, 422),
+    ]:
+        assert client.post("/v1/recommendations", json=bad).status_code == status, bad
+    nofold = client.post("/v1/recommendations?model=nope", json={"ratings": []})
+    assert nofold.status_code == 404
+
+
+def test_posted_rating_changes_next_recommendations(client: TestClient) -> None:
+    before = _ok(client.get("/v1/users/196/recommendations?k=5"))
+    top = before["items"][0]["item"]
+    posted = _ok(client.post("/v1/users/196/ratings", json={"ratings": [{"item": top, "rating": 1}]}), 201)
+    assert [(r["item"], r["rating"]) for r in posted["ratings"]] == [(top, 1.0)] and posted[
+        "store"
+    ] == "sqlite"
+    after = _ok(client.get("/v1/users/196/recommendations?k=5"))
+    assert (
+        after["folded_in"]
+        and after["feedback_size"] == 1
+        and after["history_size"] == before["history_size"] + 1
+    )
+    assert top not in [x["item"] for x in after["items"]]  # rated now, so seen
+    # a brand-new user exists once they have rated
+    assert client.get("/v1/users/web-alice/recommendations").status_code == 404
+    _ok(client.post("/v1/users/web-alice/ratings", json={"ratings": [{"item": 50, "rating": 5}]}), 201)
+    alice = _ok(client.get("/v1/users/web-alice/recommendations?k=3"))
+    assert alice["user"] == "web-alice" and alice["history_size"] == 1 and len(alice["items"]) == 3
+    listed = _ok(client.get("/v1/users/web-alice/ratings"))
+    assert listed["ratings"][0]["title"] == "Star Wars"
+    assert _ok(client.get("/v1/users/nobody/ratings"))["ratings"] == []
+    # a number too large for the model's integer ids is a text id of a new user, not an error
+    huge = "9" * 30
+    posted = _ok(client.post(f"/v1/users/{huge}/ratings", json={"ratings": [{"item": 50, "rating": 4}]}), 201)
+    assert posted["user"] == huge
+    assert _ok(client.get(f"/v1/users/{huge}/recommendations"))["folded_in"]
+    assert client.get(f"/v1/items/{huge}").status_code == 404
+
+
+def test_known_user_history_is_training_ratings_plus_feedback(
+    client: TestClient, ml100k, model_dirs: dict[str, Path]
+) -> None:
+    """Fold-in of a known user starts from their real training ratings; feedback on an item they
+    rated in training replaces that rating, feedback on a new item adds to it."""
+    data = ml100k.interactions
+    rows = data.user == data.users.to_internal([196])[0]
+    history = dict(
+        zip(data.items.external[data.item[rows]].tolist(), data.rating[rows].tolist(), strict=True)
+    )
+    rated = next(iter(history))
+    client.post(
+        "/v1/users/196/ratings", json={"ratings": [{"item": rated, "rating": 1}, {"item": 1, "rating": 5}]}
+    )
+    history[rated], history[1] = 1.0, 5.0
+    body = _ok(client.get("/v1/users/196/recommendations?k=5"))
+    assert body["folded_in"] and body["history_size"] == len(history) and body["feedback_size"] == 2
+    model = artifacts.load(model_dirs["bias"])
+    ids, scores = model.recommend_new(list(history), list(history.values()), 5)
+    assert [x["item"] for x in body["items"]] == ids.tolist()
+    assert [x["score"] for x in body["items"]] == pytest.approx(scores.tolist())
+
+
+def test_rating_changes_fold_in_scores(client: TestClient) -> None:
+    """A lower rating of a movie lowers the user's folded-in bias: every score drops."""
+    client.post("/v1/users/web-bob/ratings", json={"ratings": [{"item": 50, "rating": 5}]})
+    high = client.get("/v1/users/web-bob/recommendations?k=3").json()["items"]
+    client.post("/v1/users/web-bob/ratings", json={"ratings": [{"item": 50, "rating": 1}]})
+    low = client.get("/v1/users/web-bob/recommendations?k=3").json()["items"]
+    assert [x["item"] for x in high] == [x["item"] for x in low]
+    assert all(lo["score"] < hi["score"] for lo, hi in zip(low, high, strict=True))
+
+
+def test_post_ratings_errors(client: TestClient) -> None:
+    url = "/v1/users/196/ratings"
+    assert client.post(url, json={"ratings": [{"item": 424242, "rating": 3}]}).status_code == 404
+    assert (
+        client.post(url, json={"ratings": [{"item": 1, "rating": 0.5}]}).status_code == 422
+    )  # off 1–5 step 1
+    assert client.post(url, json={"ratings": [{"item": 1, "rating": 3.5}]}).status_code == 422
+    assert client.post(url, json={"ratings": []}).status_code == 422
+    assert (
+        client.post(url, content=b'{"ratings": [', headers={"content-type": "application/json"}).status_code
+        == 422
+    )
+    assert client.post(url, content=b"rating=3", headers={"content-type": "text/plain"}).status_code == 415
+    assert (
+        client.post(
+            "/v1/users/" + "x" * 201 + "/ratings", json={"ratings": [{"item": 1, "rating": 3}]}
+        ).status_code
+        == 422
+    )
+    assert _ok(client.get(url))["ratings"] == []  # nothing stored by the refused requests
+
+
+def test_similar_items(make_client, model_dirs: dict[str, Path]) -> None:
+    c = make_client("mf")
+    body = _ok(c.get("/v1/items/50/similar?k=5"))
+    assert body["item"]["title"] == "Star Wars" and len(body["items"]) == 5
+    ids, _ = artifacts.load(model_dirs["mf"]).similar_items([50], 5)
+    assert [x["item"] for x in body["items"]] == ids[0].tolist()
+
+
+def test_predictions(client: TestClient, model_dirs: dict[str, Path]) -> None:
+    pairs = [{"user": 196, "item": 242}, {"user": "1", "item": "50"}]
+    body = _ok(client.post("/v1/predictions", json={"pairs": pairs}))
+    assert body["kind"] == "regression"
+    want = artifacts.load(model_dirs["bias"]).predict([196, 1], [242, 50])
+    assert [p["prediction"] for p in body["predictions"]] == pytest.approx(want.tolist())
+    assert body["predictions"][1]["user"] == "1"
+    binary = _ok(client.post("/v1/predictions?model=binary", json={"pairs": pairs}))
+    assert binary["kind"] == "binary" and all(0 <= p["prediction"] <= 1 for p in binary["predictions"])
+    assert client.post("/v1/predictions", json={"pairs": []}).status_code == 422
+    assert client.post("/v1/predictions", json={"pairs": [{"user": 424242, "item": 1}]}).status_code == 404
+    assert client.post("/v1/predictions?model=pop", json={"pairs": pairs}).status_code == 422
+    assert client.post("/v1/predictions", json={"pairs": [{"user": 2**70, "item": 1}]}).status_code == 422
+    huge = client.post("/v1/predictions", json={"pairs": [{"user": str(2**70), "item": 1}]})
+    assert huge.status_code == 404 and str(2**70) in huge.json()["detail"]
+
+
+def test_search(client: TestClient) -> None:
+    body = _ok(client.get("/v1/items", params={"q": "star wars"}))
+    assert body["items"][0]["title"] == "Star Wars"
+    items = _ok(client.get("/v1/items", params={"q": "THE GODFATHER", "limit": 5}))["items"]
+    assert [x["item"] for x in items[:2]] == [127, 187]  # "Godfather, The" read as "The Godfather"
+    star = _ok(client.get("/v1/items", params={"q": "star", "limit": 50}))["items"]
+    assert all("star" in x["title"].lower() for x in star) and len(star) <= 50
+    assert _ok(client.get("/v1/items", params={"q": "zzzzqqq"}))["items"] == []
+    assert client.get("/v1/items", params={"q": "a", "limit": 101}).status_code == 422
+
+
+def test_item_detail(client: TestClient) -> None:
+    body = _ok(client.get("/v1/items/50"))
+    item = body["item"]
+    assert (item["item"], item["title"], item["year"], item["ratings"]) == (50, "Star Wars", 1977, 583)
+    assert "Sci-Fi" in item["genres"]
+
+
+def test_model_info_and_list(client: TestClient) -> None:
+    listing = client.get("/v1/models").json()
+    assert listing["default"] == "bias"
+    assert [m["model"]["name"] for m in listing["models"]] == ["bias", "binary", "pop"]
+    info = _ok(client.get("/v1/models/binary"))
+    assert info["kind"] == "binary" and info["algorithm"] == "bias" and info["dataset"] == "ml-100k"
+    assert info["n_users"] == 943 and info["n_items"] == 1682 and info["created"] and not info["default"]
+    assert {"evaluation", "training"} <= set(info["metrics"])
+    assert _ok(client.get("/v1/models/pop"))["kind"] == "ranking"
+
+
+def test_api_key(make_client) -> None:
+    c = make_client("bias", api_key="s3cret")
+    assert c.get("/ping").status_code == 200
+    for path in ("/v1/models", "/openapi.json", "/v1/users/1/recommendations"):
+        r = c.get(path)
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    assert c.post("/invocations", json={"instances": [{"in0": [1], "in1": [1]}]}).status_code == 401
+    assert c.get("/v1/models", headers={"x-api-key": "wrong"}).status_code == 401
+    assert c.get("/v1/models", headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_openapi_documents_every_route(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    assert set(paths) >= set(ROUTES)
+    inv = paths["/invocations"]["post"]["requestBody"]["content"]
+    assert {"application/json", "application/jsonlines"} <= set(inv)
+    rec = paths["/v1/users/{user}/recommendations"]["get"]["responses"]
+    assert "$ref" in str(rec["200"]) and "404" in rec
+    assert spec["components"]["securitySchemes"]["ApiKey"]["name"] == "x-api-key"
+    assert "security" not in paths["/ping"]["get"] and paths["/v1/models"]["get"]["security"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_reload_route(model_dirs: dict[str, Path], tmp_path: Path) -> None:
+    with TestClient(create_app([("m", model_dirs["bias"])], store_url=tmp_path / "s.sqlite3")) as c:
+        v1 = c.get("/v1/models/m").json()["model"]["version"]
+        r = _ok(c.post("/v1/admin/reload", json={"model": "m", "path": str(model_dirs["bias-v2"])}))
+        v2 = r["model"]["version"]
+        assert r["previous"]["version"] == v1 and v2 != v1
+        assert c.get("/v1/models/m").json()["params"]["reg_user"] == 5.0
+        # a corrupt directory is refused and the current model keeps serving
+        bad = tmp_path / "bad"
+        shutil.copytree(model_dirs["bias"], bad)
+        with (bad / "weights.safetensors").open("r+b") as f:
+            f.seek(100)
+            f.write(b"\x00\x01\x02")
+        refused = c.post("/v1/admin/reload", json={"model": "m", "path": str(bad)})
+        assert refused.status_code == 422 and refused.json()["error"] == "model_rejected"
+        assert "weights.safetensors" in refused.json()["detail"]
+        info = c.get("/v1/models/m").json()
+        assert info["model"]["version"] == v2 and info["params"]["reg_user"] == 5.0
+        assert _ok(c.get("/v1/users/1/recommendations"))["model"]["version"] == v2
+        # no body: reload the current directory
+        assert _ok(c.post("/v1/admin/reload"))["path"] == str(model_dirs["bias-v2"].resolve())
+        assert c.post("/v1/admin/reload", json={"model": "nope"}).status_code == 404
+        assert c.post("/v1/admin/reload", json={"path": str(tmp_path / "missing")}).status_code == 422
+
+
+def test_corrupt_model_refused_at_start(model_dirs: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(model_dirs["bias"], bad)
+    (bad / "items.json").write_text("[]")
+    with pytest.raises(artifacts.ArtifactError, match=r"items\.json"):
+        create_app([bad], store_url=tmp_path / "s.sqlite3")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"format": "something-else"}')
+    with pytest.raises(artifacts.ArtifactError):
+        create_app([model_dirs["bias"], foreign], store_url=tmp_path / "s.sqlite3")
+    assert create_app([model_dirs["bias"]], store_url=tmp_path / "s.sqlite3").state.registry.names() == [
+        "bias"
+    ]

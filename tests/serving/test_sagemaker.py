@@ -1,0 +1,181 @@
+"""SageMaker's container contract: the seed's payloads byte for byte, JSON Lines, feature rows, and
+4xx (never 5xx) for every kind of bad body."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from recengine import artifacts
+
+JSON = {"content-type": "application/json"}
+JSONL = {"content-type": "application/jsonlines"}
+
+
+def seed_payload(pairs: list[tuple[int, int]]) -> str:
+    """What the seed's notebook passed to ``predictor.predict`` (ids as strings)."""
+    return json.dumps({"instances": [{"in0": [str(u)], "in1": [str(m)]} for u, m in pairs]})
+
+
+def test_ping(client: TestClient) -> None:
+    r = client.get("/ping")
+    assert r.status_code == 200 and r.json() == {"status": "ok", "models": ["bias", "binary", "pop"]}
+
+
+def test_seed_rating_payload_unchanged(client: TestClient, model_dirs: dict[str, Path]) -> None:
+    r = client.post("/invocations", content=seed_payload([(196, 242), (186, 302)]), headers=JSON)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["x-model-name"] == "bias" and len(r.headers["x-model-version"]) == 12
+    preds = r.json()["predictions"]
+    expected = artifacts.load(model_dirs["bias"]).predict([196, 186], [242, 302])
+    assert [p["scores"] for p in preds] == [[pytest.approx(x)] for x in expected]
+    # ids as integers, as a client might also send them, give the same answer
+    ints = client.post(
+        "/invocations", json={"instances": [{"in0": [196], "in1": [242]}, {"in0": [186], "in1": [302]}]}
+    )
+    assert ints.json() == r.json()
+
+
+def test_binary_classifier_scores_are_p0_p1(client: TestClient) -> None:
+    r = client.post(
+        "/endpoints/binary/invocations", content=seed_payload([(196, 242), (1, 50)]), headers=JSON
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-model-name"] == "binary"
+    for p in r.json()["predictions"]:
+        p0, p1 = p["scores"]
+        assert 0 <= p1 <= 1 and p0 == pytest.approx(1 - p1)
+
+
+def test_jsonlines_in_and_out(client: TestClient) -> None:
+    body = '{"in0": [196], "in1": [242]}\n\n{"in0": ["186"], "in1": ["302"]}\n'
+    r = client.post("/invocations", content=body, headers=JSONL)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/jsonlines")
+    lines = [json.loads(x) for x in r.text.splitlines()]
+    assert len(lines) == 2 and all(len(x["scores"]) == 1 for x in lines)
+    # JSON in, JSON Lines asked for
+    r2 = client.post(
+        "/invocations",
+        content=seed_payload([(196, 242)]),
+        headers={**JSON, "accept": "application/jsonlines"},
+    )
+    assert r2.text.strip() == r.text.splitlines()[0]
+    # JSON Lines in, JSON asked for
+    r3 = client.post("/invocations", content=body, headers={**JSONL, "accept": "application/json"})
+    assert len(r3.json()["predictions"]) == 2
+
+
+def test_one_side_gives_embeddings(make_client, model_dirs: dict[str, Path]) -> None:
+    c = make_client("mf")
+    r = c.post(
+        "/invocations", json={"instances": [{"in0": [196]}, {"in1": ["242"]}, {"in0": [1], "in1": [1]}]}
+    )
+    assert r.status_code == 200, r.text
+    p = r.json()["predictions"]
+    model = artifacts.load(model_dirs["mf"])
+    assert np.allclose(
+        p[0]["embeddings"], model.user_embeddings()[model.users.to_internal([196])[0]], atol=1e-6
+    )
+    assert np.allclose(
+        p[1]["embeddings"], model.item_embeddings()[model.items.to_internal([242])[0]], atol=1e-6
+    )
+    assert len(p[2]["scores"]) == 1
+
+
+def test_one_side_without_embeddings_is_422(client: TestClient) -> None:
+    r = client.post("/invocations", json={"instances": [{"in0": [196]}]})
+    assert r.status_code == 422 and r.json()["error"] == "unsupported"
+
+
+def test_feature_rows_dense_and_sparse(client: TestClient, model_dirs: dict[str, Path]) -> None:
+    model = artifacts.load(model_dirs["bias"])
+    nu, ni = len(model.users), len(model.items)
+    dense = [0.0] * (nu + ni)
+    dense[5] = dense[nu + 7] = 1.0
+    sparse = {"data": {"features": {"keys": [5, nu + 7], "shape": [nu + ni], "values": [1, 1]}}}
+    r = client.post("/invocations", json={"instances": [{"features": dense}, sparse]})
+    assert r.status_code == 200, r.text
+    s1, s2 = (p["score"] for p in r.json()["predictions"])
+    assert s1 == s2 == pytest.approx(float(model.predict_internal([5], [7])[0]))
+    rb = client.post("/endpoints/binary/invocations", json={"instances": [sparse]})
+    p = rb.json()["predictions"][0]
+    assert p["predicted_label"] == int(p["score"] >= 0.5)
+    bad = client.post("/invocations", json={"instances": [{"features": [1.0, 1.0]}]})
+    assert bad.status_code == 400 and "features" in bad.json()["detail"]
+
+
+def test_thousand_instances_in_one_request(client: TestClient) -> None:
+    rng = np.random.default_rng(0)
+    pairs = list(zip(rng.integers(1, 944, 1000).tolist(), rng.integers(1, 1683, 1000).tolist(), strict=True))
+    r = client.post("/invocations", content=seed_payload(pairs), headers=JSON)
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 1000
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "fragment"),
+    [
+        ("{not json", JSON, 400, "malformed JSON"),
+        ('{"instances": []}', JSON, 400, "no instances"),
+        ('{"instances": {}}', JSON, 400, "instances"),
+        ("[1, 2]", JSON, 400, "JSON object"),
+        ('{"instances": [1]}', JSON, 400, "not a JSON object"),
+        ('{"instances": [{"in0": [1, 2], "in1": [3]}]}', JSON, 400, "one id"),
+        ('{"instances": [{"in0": [true], "in1": [3]}]}', JSON, 400, "integer or a non-empty string"),
+        ('{"instances": [{"in0": [1.5], "in1": [3]}]}', JSON, 400, "integer or a non-empty string"),
+        ('{"instances": [{"in0": [1], "in1": [3], "x": 1}]}', JSON, 400, "unknown field"),
+        ('{"instances": [{"foo": 1}]}', JSON, 400, "no known format"),
+        ('{"instances": [{"in0": [NaN], "in1": [3]}]}', JSON, 400, "malformed"),
+        ('{"instances": [{"in0": [99999], "in1": [3]}]}', JSON, 404, "99999"),
+        ('{"instances": [{"in0": [1], "in1": ["abc"]}]}', JSON, 404, "abc"),
+        (
+            '{"instances": [{"in0": ["99999999999999999999999"], "in1": [1]}]}',
+            JSON,
+            404,
+            "99999999999999999999999",
+        ),
+        (b"\xff\xfe", JSON, 400, "UTF-8"),
+        ("[[[[" * 5000, JSON, 400, "malformed"),
+        ("in0=1", {"content-type": "text/csv"}, 415, "text/csv"),
+        (
+            '{"instances": [{"in0": [1], "in1": [1]}]}',
+            {"content-type": "application/x-www-form-urlencoded"},
+            415,
+            "",
+        ),
+        ("not json\n", JSONL, 400, "line 1"),
+    ],
+)
+def test_bad_bodies_are_4xx(
+    client: TestClient, body: str | bytes, headers: dict, status: int, fragment: str
+) -> None:
+    r = client.post("/invocations", content=body, headers=headers)
+    assert r.status_code == status, r.text
+    assert set(r.json()) == {"error", "detail"} and fragment in r.json()["detail"]
+
+
+def test_ranking_model_cannot_score_pairs(client: TestClient) -> None:
+    r = client.post("/endpoints/pop/invocations", content=seed_payload([(1, 1)]), headers=JSON)
+    assert r.status_code == 422 and "does not score" in r.json()["detail"]
+
+
+def test_unknown_endpoint_is_404(client: TestClient) -> None:
+    r = client.post("/endpoints/nope/invocations", content=seed_payload([(1, 1)]), headers=JSON)
+    assert r.status_code == 404 and "nope" in r.json()["detail"]
+
+
+def test_oversized_body_is_413(make_client) -> None:
+    c = make_client("bias", max_body_bytes=1000)
+    r = c.post("/invocations", content=seed_payload([(1, 1)] * 100), headers=JSON)
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+
+    def chunks():  # no Content-Length: the limit holds while the body streams in
+        for _ in range(50):
+            yield b" " * 100
+
+    r2 = c.post("/invocations", content=chunks(), headers=JSON)
+    assert r2.status_code == 413
