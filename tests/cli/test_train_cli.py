@@ -150,3 +150,33 @@ def test_a_corrupt_model_is_one_clear_error(model_dir, tmp_path, run):
     f.write_bytes(f.read_bytes()[:-100])
     failed(run_process("recommend", str(broken), "--user", "1"), "weights.safetensors", "truncated")
     failed(run("similar", str(tmp_path), "--item", "1"), "not a recengine model directory")
+
+
+def test_train_includes_feedback_from_the_store(ml100k_dir, tmp_path, run):
+    from recengine.serving.store import open_store
+
+    store_path = tmp_path / "feedback.sqlite3"
+    store = open_store(store_path)
+    # the server files feedback under the data set's name; ml100k_dir's directory name is ml-100k
+    store.add("ml-100k", "web-newcomer", [("50", 5.0), ("181", 4.0)])
+    store.add("ml-100k", "1", [("50", 1.0)])  # a known user changes a rating
+    store.close()
+    out = tmp_path / "with-feedback"
+    res = run(
+        "train",
+        "bias",
+        "--data",
+        str(ml100k_dir),
+        "--out",
+        str(out),
+        "--include-feedback",
+        str(store_path),
+        "--json",
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["fit_info"]["feedback_ratings"] == 3
+    m = artifacts.load(out)
+    items, ratings = m.user_history("web-newcomer")
+    assert sorted(items.tolist()) == [50, 181] and sorted(ratings.tolist()) == [4.0, 5.0]
+    items1, ratings1 = m.user_history(1)
+    assert ratings1[items1.tolist().index(50)] == 1.0

@@ -51,6 +51,14 @@ def train(
         bool | None,
         typer.Option("--progress/--no-progress", help="progress bar on stderr (default: on a terminal)"),
     ] = None,
+    include_feedback: Annotated[
+        str | None,
+        typer.Option(
+            "--include-feedback",
+            metavar="STORE",
+            help="also train on ratings stored by `recengine serve` (SQLite file, sqlite://PATH or postgresql://...)",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Fit MODEL on every rating of DATA and save it as a model directory at OUT."""
@@ -67,6 +75,13 @@ def train(
         err_console.print(f"[yellow]a checkpoint exists in {ckpt}; starting over (--resume continues it)")
     ds = load_dataset(data)
     inter = ds.interactions
+    n_feedback = 0
+    if include_feedback is not None:
+        from recengine.serving.store import feedback_interactions, merge_feedback
+
+        fb = feedback_interactions(include_feedback, namespace=ds.name)  # the server's namespace
+        inter = merge_feedback(inter, fb)  # feedback wins over training ratings; new ids appended
+        n_feedback = len(fb)
     t0 = time.perf_counter()
     show = sys.stderr.isatty() if progress is None else progress
     if show:
@@ -79,6 +94,7 @@ def train(
         "users": inter.n_users,
         "items": inter.n_items,
         "resumed": resume,
+        "feedback_ratings": n_feedback,
     }
     artifacts.save(m, out, dataset=ds, fit_info=fit_info)
     clear_checkpoint(ckpt)
@@ -89,6 +105,7 @@ def train(
         "out": str(out),
         "params": m.get_params(),
         "fit_seconds": seconds,
+        "fit_info": fit_info,
         "training": summary.get("training"),
         "files": summary.get("files"),
     }
