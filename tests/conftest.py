@@ -7,7 +7,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +51,31 @@ def ml100k_dir() -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+CHROMIUM = Path(os.environ.get("RECENGINE_CHROMIUM", "/usr/bin/chromium"))
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (never ``playwright install``: it downloads a browser).
+
+    scripts/test.sh installs the ``chromium`` package when it is missing and it runs as root; the
+    browser tests are skipped only where that is impossible (not root, or no apt-get), and fail
+    where it should have worked, so CI cannot quietly stop running them."""
+    if not CHROMIUM.exists():
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            why = "not root" if os.geteuid() != 0 else "no apt-get"
+            pytest.skip(f"{CHROMIUM} is missing and cannot be installed here ({why}); browser tests need it")
+        pytest.fail(f"{CHROMIUM} is missing; scripts/test.sh installs it (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -61,6 +61,7 @@ def serve(
         api_key=api_key,
         max_body_bytes=max_body_bytes,
         reload_on_sighup=True,
+        tune_process=True,  # one kernel thread per request; loaded models out of the cyclic GC
     )
     err_console.print(f"serving {', '.join(app.state.registry.names())} on http://{host}:{port}")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -22,12 +22,13 @@ from starlette.concurrency import run_in_threadpool
 
 from recengine import __version__
 from recengine.errors import RecengineError
-from recengine.serving import sagemaker, service
+from recengine.serving import sagemaker, service, web
 from recengine.serving.guard import API_KEY_HEADER, STATE_MODEL, Guard
 from recengine.serving.http_errors import documented, install
 from recengine.serving.models import ModelRegistry, ServedModel
 from recengine.serving.schemas import (
     MAX_K,
+    Explanation,
     FeedbackRequest,
     Filters,
     HistoryRequest,
@@ -93,10 +94,12 @@ def create_app(
     api_key: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     reload_on_sighup: bool = False,
+    tune_process: bool = False,
 ) -> FastAPI:
     """The app serving ``model_dirs`` (``DIR`` or ``NAME=DIR``; the first is the default unless
     ``default`` names another). Ratings go to ``store`` or the store at ``store_url`` (see
-    :func:`recengine.serving.store.open_store`). ``api_key`` guards every route but ``/ping``."""
+    :func:`recengine.serving.store.open_store`). ``api_key`` guards every route but ``/ping``.
+    ``tune_process``: the app owns its process (``recengine serve``); see :func:`tune_process_for_serving`."""
     registry = ModelRegistry(model_dirs, default)
     feedback = store if store is not None else open_store(store_url)
 
@@ -123,7 +126,9 @@ def create_app(
     app.state.registry = registry
     app.state.store = feedback
     install(app)
-    app.add_middleware(Guard, max_body_bytes=max_body_bytes, api_key=api_key)
+    public = frozenset({"/ping"}) | web.PUBLIC_PATHS
+    app.add_middleware(Guard, max_body_bytes=max_body_bytes, api_key=api_key, public_paths=public)
+    app.include_router(web.router())  # the web page at / (issue 5)
 
     # ----- SageMaker container contract ----------------------------------------------------------
     @app.get("/ping", response_model=Ping, tags=["sagemaker"])
@@ -238,6 +243,20 @@ def create_app(
         base, items = service.similar(sm, item, k)
         return SimilarItems(model=sm.ref, item=base, k=k, items=items)  # type: ignore[arg-type]
 
+    @app.get(
+        "/v1/users/{user}/explain/{item}",
+        response_model=Explanation,
+        tags=["recommend"],
+        responses=documented(401, 404, 422),
+    )
+    def explain(
+        sm: Served, user: UserPath, item: ItemPath, k: Annotated[int, Query(ge=1, le=MAX_K)] = 5
+    ) -> Explanation:
+        """Why an item is recommended to a user: the user's rated items (training plus stored
+        feedback) nearest it by item embeddings, weighted by how they were rated."""
+        res = service.explain(sm, feedback, user, item, k)
+        return Explanation(model=sm.ref, user=service.public_user(sm, user), **res)
+
     @app.get("/v1/items/{item}", response_model=ItemDetail, tags=["items"], responses=documented(401, 404))
     def item_detail(sm: Served, item: ItemPath) -> ItemDetail:
         """An item's title, year, genres and number of training ratings."""
@@ -340,7 +359,31 @@ def create_app(
         return ReloadResult(model=new.ref, previous=old.ref, path=str(new.path))
 
     _document_api_key(app)
+    if tune_process:
+        tune_process_for_serving()
     return app
+
+
+def tune_process_for_serving(threads: int = 1) -> None:
+    """Settings for a process that only serves, measured by benchmarks/serving_speed.py on 2 cores.
+
+    - BLAS, OpenMP and torch get ``threads`` threads each: a server answers many small requests at
+      once, so threads inside one matrix-vector product only wait for each other (with OpenBLAS's
+      default of a thread per core, a top-10 of an ml-20m-sized model cost 3-5 ms of CPU, not 0.8).
+    - The objects alive now (the loaded models, the app, the imported modules) are frozen out of
+      the cyclic garbage collector: a full collection over them took 200 ms on a busy machine and
+      came every few hundred large requests (the p99 of a 1,000-instance invocation).
+
+    Process-wide, so ``recengine serve`` asks for it and an app built in a test process does not."""
+    import gc
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    torch.set_num_threads(threads)
+    gc.collect()
+    gc.freeze()
 
 
 def _document_api_key(app: FastAPI) -> None:

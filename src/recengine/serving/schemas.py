@@ -78,6 +78,22 @@ class SimilarItems(BaseModel):
     items: list[ScoredItem] = Field(description="nearest items by cosine similarity of item embeddings")
 
 
+class Reason(Item):
+    similarity: float = Field(description="cosine similarity of the two items' embeddings")
+    rating: float = Field(description="the user's rating of this item")
+    contribution: float = Field(description="similarity times (rating minus the scale's middle)")
+
+
+class Explanation(BaseModel):
+    model: ModelRef
+    user: ExternalId
+    item: Item
+    score: float | None = Field(description="the item's score in the user's ranking")
+    history_size: int = Field(description="rated items considered (training plus stored feedback)")
+    method: str = Field(description="how the reasons were chosen")
+    because: list[Reason] = Field(description="the user's rated items that support the item most")
+
+
 class Pair(_Body):
     user: ExternalId
     item: ExternalId

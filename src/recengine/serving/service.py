@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from recengine.data.interactions import IdMap
 from recengine.errors import CapabilityError, DataError, UnknownIdError
+from recengine.models.explain import METHOD, explain_item
 from recengine.serving.models import ServedModel
 from recengine.serving.store import FeedbackStore, StoredRating
 
@@ -91,19 +92,27 @@ def _scored(sm: ServedModel, ids: np.ndarray, scores: np.ndarray) -> list[dict[s
     ]
 
 
-def history(sm: ServedModel, store: FeedbackStore, user: str) -> History:
-    """Training ratings of ``user`` (if the model knows them) overlaid with their stored feedback."""
-    model = sm.model
+def user_index(sm: ServedModel, user: str) -> int:
+    """The model's internal id of ``user``, or -1 when the model was not trained on them."""
     try:
-        known = bool(model.users.contains(ids_for(model.users, [user]))[0])
-    except UnknownIdError:  # a number too large for the id map
-        known = False
+        return int(sm.model.users.to_internal(ids_for(sm.model.users, [user]), missing="ignore")[0])
+    except UnknownIdError:  # a number too large for the id map, or text in a numeric one
+        return -1
+
+
+def history(
+    sm: ServedModel, store: FeedbackStore, user: str, feedback: list[StoredRating] | None = None
+) -> History:
+    """Training ratings of ``user`` (if the model knows them) overlaid with their stored feedback
+    (``feedback``, when the caller has already read it from the store)."""
+    model = sm.model
+    known = user_index(sm, user) >= 0
     merged: dict[int, float] = {}
     if known:
         t_items, t_ratings = model.user_history(user)
         idx = model.items.to_internal(t_items)
         merged.update(zip(idx.tolist(), t_ratings.astype(np.float64).tolist(), strict=True))
-    fb = store.user_ratings(sm.namespace, user)
+    fb = store.user_ratings(sm.namespace, user) if feedback is None else feedback
     n_fb = 0
     if fb:
         idx = model.items.to_internal(np.asarray([r.item for r in fb]), missing="ignore")
@@ -134,11 +143,21 @@ def recommend_user(
     whole history once they have; a user unknown to both is an :class:`UnknownIdError`."""
     model = sm.model
     user = canonical_user(sm, user)
-    h = history(sm, store, user)
-    if not h.known and h.feedback == 0:
-        raise UnknownIdError(f"unknown user: {user!r} (not in the training data, no stored ratings)")
+    feedback = store.user_ratings(sm.namespace, user)
     allow_ids = None if allow is None else ids_for(model.items, allow)
     block_ids = None if block is None else ids_for(model.items, block)
+    if not feedback:  # most requests: the model's own ranking, without merging the training history
+        u = user_index(sm, user)
+        if u < 0:
+            raise UnknownIdError(f"unknown user: {user!r} (not in the training data, no stored ratings)")
+        ids, scores = model.recommend(
+            np.asarray([user]), k, exclude_seen=exclude_seen, items=allow_ids, exclude_items=block_ids
+        )
+        indptr = model.seen().indptr
+        return RecResult(_scored(sm, ids[0], scores[0]), False, int(indptr[u + 1] - indptr[u]), 0)
+    h = history(sm, store, user, feedback)
+    if not h.known and h.feedback == 0:
+        raise UnknownIdError(f"unknown user: {user!r} (not in the training data, no stored ratings)")
     if h.feedback == 0 or not model.capabilities.new_users:
         if not h.known:
             raise CapabilityError(
@@ -195,6 +214,36 @@ def similar(sm: ServedModel, item: str, k: int) -> tuple[dict[str, Any], list[di
     idx = int(internal_items(sm, [item])[0])
     ids, scores = sm.model.similar_items(sm.model.items.external[[idx]], k)
     return sm.catalog.describe(idx), _scored(sm, ids[0], scores[0])
+
+
+def explain(sm: ServedModel, store: FeedbackStore, user: str, item: str, k: int) -> dict[str, Any]:
+    """Why ``item`` is (or would be) recommended to ``user``: its score in the user's ranking and the
+    ``k`` rated items (training plus stored feedback) that support it most, by item embeddings."""
+    user = canonical_user(sm, user)
+    idx = int(internal_items(sm, [item])[0])
+    h = history(sm, store, user)
+    if not h.known and h.feedback == 0:
+        raise UnknownIdError(f"unknown user: {user!r} (not in the training data, no stored ratings)")
+    reasons = explain_item(sm.model, idx, h.items, h.ratings, k)
+    ranked = recommend_user(sm, store, user, 1, exclude_seen=False, allow=[str(sm.model.items.external[idx])])
+    because = [
+        {**sm.catalog.describe(j), "similarity": s, "rating": r, "contribution": c}
+        for j, s, r, c in zip(
+            reasons.items.tolist(),
+            reasons.similarity.tolist(),
+            reasons.rating.tolist(),
+            reasons.contribution.tolist(),
+            strict=True,
+        )
+    ]
+    score = ranked.items[0]["score"] if ranked.items else None
+    return {
+        "item": sm.catalog.describe(idx),
+        "score": score,
+        "history_size": len(h.items),
+        "method": METHOD,
+        "because": because,
+    }
 
 
 def predict_pairs(sm: ServedModel, users: Sequence[str | int], items: Sequence[str | int]) -> np.ndarray:

@@ -1,0 +1,568 @@
+// The recengine web page: search movies, rate them, watch recommendations follow, ask why.
+// Plain JavaScript over the REST API v1 of the server that serves this file; no build step, no
+// other host. Each rating is stored on the server (the feedback store) under a per-browser user id
+// kept in localStorage, so a reload (or another tab) finds the ratings again.
+
+const $ = (id) => document.getElementById(id);
+const enc = encodeURIComponent;
+const SEARCH_DELAY_MS = 250; // debounce: one request per pause in typing, not one per key
+const ARROW_DELAY_MS = 400; // arrow keys step through values; only the value you stop on is saved
+
+// ----- storage and identity -------------------------------------------------------------------
+// (A browser that refuses storage still works, for this visit only.)
+const memory = new Map();
+function keeper(area) {
+  return {
+    get(k) {
+      try { return window[area].getItem(k); } catch { return memory.get(k) ?? null; }
+    },
+    set(k, v) {
+      try { window[area].setItem(k, v); } catch { memory.set(k, v); }
+    },
+  };
+}
+const storage = keeper("localStorage");
+const session = keeper("sessionStorage"); // the API key: forgotten when the tab closes
+
+function newUserId() {
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  return "web-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const state = {
+  user: storage.get("recengine.user") || null,
+  key: session.get("recengine.apiKey") || null,
+  model: null, // the default model's info from /v1/models
+  values: [1, 2, 3, 4, 5], // star values, from the model's rating scale
+  ratings: new Map(), // String(item) -> {item, title, rating}
+  recIds: new Set(),
+  recRenders: 0,
+};
+if (!state.user) {
+  state.user = newUserId();
+  storage.set("recengine.user", state.user);
+}
+
+// ----- the API ----------------------------------------------------------------------------------
+class ApiError extends Error {
+  constructor(status, code, detail) {
+    super(detail);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(path, { method = "GET", body, signal } = {}) {
+  const headers = { Accept: "application/json" };
+  if (state.key) headers["X-API-Key"] = state.key;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let res;
+  try {
+    res = await fetch(path, {
+      method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+    throw new ApiError(0, "unreachable", "Cannot reach the recommendation server. Is it running?");
+  }
+  let data = null;
+  try { data = await res.json(); } catch { /* an error page that is not JSON */ }
+  if (!res.ok) {
+    if (res.status === 401) askForKey();
+    const detail = (data && data.detail) || `${res.status} ${res.statusText}`;
+    throw new ApiError(res.status, (data && data.error) || "http_error", detail);
+  }
+  if ($("error").dataset.kind === "unreachable") hideError(); // the server is back
+  if (data && data.model && data.model.version) noteModel(data.model);
+  return data;
+}
+
+const userPath = () => `/v1/users/${enc(state.user)}`;
+
+// ----- messages -------------------------------------------------------------------------------------
+let retryAction = null;
+
+function showError(message, retry, kind = "error") {
+  $("error-text").textContent = message;
+  $("error").dataset.kind = kind;
+  $("error").hidden = false;
+  retryAction = retry || null;
+  $("error-retry").hidden = !retry;
+}
+
+function hideError() {
+  $("error").hidden = true;
+  $("error").dataset.kind = "";
+  retryAction = null;
+}
+
+function reportError(what, e, retry) {
+  if (e && e.name === "AbortError") return;
+  const kind = e instanceof ApiError && e.code === "unreachable" ? "unreachable" : "error";
+  showError(`${what}: ${e.message}`, retry, kind);
+}
+
+function setStatus(id, text) {
+  $(id).textContent = text;
+}
+
+function askForKey() {
+  $("key-form").hidden = false;
+}
+
+// ----- the model --------------------------------------------------------------------------------
+function noteModel(ref) {
+  const m = state.model;
+  if (!m || m.model.name !== ref.name) return;
+  if (m.model.version !== ref.version) {
+    m.model = ref;
+    showModel(true);
+  }
+}
+
+function showModel(reloaded = false) {
+  const m = state.model;
+  const parts = [`Model ${m.model.name}`, m.algorithm];
+  if (m.dataset) parts.push(`trained on ${m.dataset}`);
+  parts.push(`version ${m.model.version}`);
+  $("model").textContent = parts.join(" · ") + (reloaded ? " (just reloaded)" : "");
+  $("model").dataset.version = m.model.version;
+  $("foot-model").textContent = `${m.n_items.toLocaleString()} movies, ${m.n_users.toLocaleString()} users`;
+}
+
+async function loadModel() {
+  const list = await api("/v1/models");
+  state.model = list.models.find((m) => m.default) || list.models[0];
+  const scale = state.model.rating_scale;
+  if (scale) {
+    const lo = Math.max(1, Math.ceil(scale.low));
+    const hi = Math.max(lo, Math.min(lo + 9, Math.floor(scale.high)));
+    state.values = Array.from({ length: hi - lo + 1 }, (_, n) => lo + n);
+  }
+  showModel();
+}
+
+// ----- small DOM helpers --------------------------------------------------------------------------
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function titleOf(it) {
+  const t = it.title || `Item ${it.item}`;
+  return it.year ? `${t} (${it.year})` : t;
+}
+
+function fmt(x, digits = 1) {
+  return Number(x).toFixed(digits);
+}
+
+// ----- stars ----------------------------------------------------------------------------------------
+// A radio group (WAI-ARIA "rating" pattern): one tab stop per movie; arrow keys step the value,
+// Home/End jump, number keys and Enter/Space set it; a click sets it; every set value is saved.
+
+function starWidget(item, title) {
+  const group = el("div", { class: "stars", role: "radiogroup", "aria-label": `Your rating of ${title}` });
+  group.dataset.item = String(item);
+  for (const v of state.values) {
+    group.append(el("button", {
+      type: "button", role: "radio", class: "star", "aria-checked": "false",
+      "aria-label": `${v} star${v === 1 ? "" : "s"}`, "data-value": v, tabindex: "-1",
+    }, "★"));
+  }
+  paintStars(group, currentRating(item));
+  group.addEventListener("click", (e) => {
+    const star = e.target.closest(".star");
+    if (star) setRating(item, title, Number(star.dataset.value), 0, star);
+  });
+  group.addEventListener("keydown", (e) => onStarKey(e, group, item, title));
+  group.addEventListener("mouseover", (e) => {
+    const star = e.target.closest(".star");
+    if (star) previewStars(group, Number(star.dataset.value));
+  });
+  group.addEventListener("mouseleave", () => previewStars(group, null));
+  return group;
+}
+
+function currentRating(item) {
+  const r = state.ratings.get(String(item));
+  return r ? r.rating : null;
+}
+
+function paintStars(group, value) {
+  const stars = group.querySelectorAll(".star");
+  let focusable = null;
+  stars.forEach((s) => {
+    const v = Number(s.dataset.value);
+    s.classList.toggle("on", value !== null && v <= value);
+    s.setAttribute("aria-checked", String(v === value));
+    if (v === value) focusable = s;
+  });
+  focusable = focusable || stars[0];
+  stars.forEach((s) => s.setAttribute("tabindex", s === focusable ? "0" : "-1"));
+  group.dataset.value = value === null ? "" : String(value);
+}
+
+function previewStars(group, value) {
+  group.querySelectorAll(".star").forEach((s) => {
+    s.classList.toggle("preview", value !== null && Number(s.dataset.value) <= value);
+  });
+}
+
+function onStarKey(e, group, item, title) {
+  const vals = state.values;
+  const lo = vals[0];
+  const hi = vals[vals.length - 1];
+  const now = group.dataset.value === "" ? null : Number(group.dataset.value);
+  let value = null;
+  let delay = 0;
+  if (e.key === "ArrowRight" || e.key === "ArrowUp") {
+    value = now === null ? lo : Math.min(hi, now + 1);
+    delay = ARROW_DELAY_MS;
+  } else if (e.key === "ArrowLeft" || e.key === "ArrowDown") {
+    value = now === null ? lo : Math.max(lo, now - 1);
+    delay = ARROW_DELAY_MS;
+  } else if (e.key === "Home") {
+    value = lo;
+    delay = ARROW_DELAY_MS;
+  } else if (e.key === "End") {
+    value = hi;
+    delay = ARROW_DELAY_MS;
+  } else if (/^[0-9]$/.test(e.key) && vals.includes(Number(e.key))) {
+    value = Number(e.key);
+  } else if (e.key === "Enter" || e.key === " ") {
+    const star = e.target.closest(".star");
+    if (star) value = Number(star.dataset.value);
+  }
+  if (value === null) return;
+  e.preventDefault();
+  setRating(item, title, value, delay, group.querySelector(`.star[data-value="${value}"]`));
+}
+
+function syncStars(item) {
+  const key = String(item);
+  const value = currentRating(key);
+  document.querySelectorAll(".stars").forEach((g) => {
+    if (g.dataset.item === key) paintStars(g, value);
+  });
+}
+
+// ----- rating -------------------------------------------------------------------------------------
+const saveTimers = new Map();
+
+function setRating(item, title, value, delay, focusStar) {
+  const key = String(item);
+  const before = state.ratings.get(key);
+  state.ratings.set(key, { item, title, rating: value });
+  syncStars(key);
+  if (focusStar) focusStar.focus();
+  clearTimeout(saveTimers.get(key));
+  saveTimers.set(key, setTimeout(() => saveRating(item, title, value, before), delay));
+}
+
+async function saveRating(item, title, value, before) {
+  const key = String(item);
+  saveTimers.delete(key);
+  setStatus("mine-status", `Saving your rating of ${title}…`);
+  try {
+    const res = await api(`${userPath()}/ratings`, { method: "POST", body: { ratings: [{ item, rating: value }] } });
+    applyRatings(res.ratings);
+    setStatus("mine-status", `Saved: ${title}, ${value} star${value === 1 ? "" : "s"}. ${ratedCount()}`);
+    await refreshRecs();
+  } catch (e) {
+    if (before) state.ratings.set(key, before);
+    else state.ratings.delete(key);
+    syncStars(key);
+    setStatus("mine-status", ratedCount());
+    reportError(`Your rating of ${title} was not saved`, e, () => saveRating(item, title, value, before));
+  }
+}
+
+function ratedCount() {
+  const n = state.ratings.size;
+  return n ? `${n} movie${n === 1 ? "" : "s"} rated.` : "None yet.";
+}
+
+function applyRatings(rows) {
+  const pending = new Map([...state.ratings].filter(([k]) => saveTimers.has(k)));
+  state.ratings = new Map(rows.map((r) => [String(r.item), { item: r.item, title: r.title, rating: r.rating }]));
+  for (const [k, v] of pending) state.ratings.set(k, v); // a value still waiting to be saved wins
+  renderMine(rows);
+  document.querySelectorAll(".stars").forEach((g) => paintStars(g, currentRating(g.dataset.item)));
+}
+
+async function loadRatings() {
+  const res = await api(`${userPath()}/ratings`);
+  applyRatings(res.ratings);
+  setStatus("mine-status", ratedCount());
+}
+
+function renderMine(rows) {
+  const list = $("mine");
+  keepFocus(list, () => list.replaceChildren(...rows.slice().reverse().map((r) => itemRow({ item: r.item, title: r.title }))));
+}
+
+// Re-rendering a list must not throw a keyboard user's focus back to the top of the page: focus
+// goes back to the same movie (its stars, if they had it), else to the row now in its place.
+function keepFocus(list, render) {
+  const active = document.activeElement;
+  const row = active && list.contains(active) ? active.closest("li.item") : null;
+  const index = row ? [...list.children].indexOf(row) : -1;
+  const onStars = Boolean(row && active.closest(".stars"));
+  render();
+  if (!row) return;
+  const rows = [...list.children];
+  const same = rows.find((r) => r.dataset.item === row.dataset.item);
+  const target = same || rows[Math.min(index, rows.length - 1)];
+  if (!target) {
+    $("search-input").focus();
+    return;
+  }
+  const focusable = same && onStars ? target.querySelector('.star[tabindex="0"]') : target.querySelector(".title");
+  if (focusable) focusable.focus();
+}
+
+// ----- lists of movies --------------------------------------------------------------------------
+function itemRow(it, { score, why = false, fresh = false } = {}) {
+  const title = titleOf(it);
+  const meta = [];
+  if (it.genres && it.genres.length) meta.push(it.genres.join(", "));
+  if (typeof it.ratings === "number" && it.ratings > 0) meta.push(`${it.ratings.toLocaleString()} ratings`);
+  if (score !== undefined && score !== null) meta.push(scoreText(score));
+  const open = el("button", { type: "button", class: "title link", onclick: () => openDetail(it.item) }, title);
+  const actions = el("div", { class: "actions" }, starWidget(it.item, title));
+  if (why) {
+    actions.append(el("button", {
+      type: "button", class: "why", "aria-label": `Why is ${title} recommended?`,
+      onclick: () => openDetail(it.item, { why: true }),
+    }, "Why?"));
+  }
+  return el("li", { class: fresh ? "item fresh" : "item", "data-item": String(it.item) },
+    el("div", { class: "text" }, open, meta.length ? el("span", { class: "meta muted" }, meta.join(" · ")) : null),
+    actions);
+}
+
+function scoreText(score) {
+  return state.model && state.model.kind === "regression" ? `predicted ${fmt(score)}★` : `score ${fmt(score, 3)}`;
+}
+
+// ----- search -----------------------------------------------------------------------------------
+let searchTimer = null;
+let searchCtl = null;
+
+function onSearchInput() {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(runSearch, SEARCH_DELAY_MS);
+}
+
+async function runSearch() {
+  const q = $("search-input").value.trim();
+  if (searchCtl) searchCtl.abort();
+  if (!q) {
+    $("search-results").replaceChildren();
+    setStatus("search-status", "Type part of a title.");
+    return;
+  }
+  searchCtl = new AbortController();
+  setStatus("search-status", "Searching…");
+  try {
+    const res = await api(`/v1/items?q=${enc(q)}&limit=12`, { signal: searchCtl.signal });
+    $("search-results").replaceChildren(...res.items.map((it) => itemRow(it)));
+    const n = res.items.length;
+    setStatus("search-status", n ? `${n} movie${n === 1 ? "" : "s"} match “${q}”.` : `No movie matches “${q}”.`);
+  } catch (e) {
+    if (e.name === "AbortError") return;
+    setStatus("search-status", "Search failed.");
+    reportError("Search failed", e, runSearch);
+  }
+}
+
+// ----- recommendations ----------------------------------------------------------------------------
+let recSeq = 0;
+
+async function refreshRecs() {
+  const mine = ++recSeq;
+  setStatus("recs-status", "Updating…");
+  try {
+    const res = await api(`${userPath()}/recommendations?k=10`);
+    if (mine !== recSeq) return; // a later refresh has started; its answer is the one to show
+    const before = state.recIds;
+    state.recIds = new Set(res.items.map((it) => String(it.item)));
+    const list = $("recs");
+    keepFocus(list, () => list.replaceChildren(...res.items.map((it) => itemRow(it, {
+      score: it.score, why: true, fresh: before.size > 0 && !before.has(String(it.item)),
+    }))));
+    state.recRenders += 1;
+    list.dataset.renders = String(state.recRenders);
+    const basis = res.folded_in
+      ? `from your ${res.history_size} rating${res.history_size === 1 ? "" : "s"}`
+      : "from your training history";
+    setStatus("recs-status", `Top ${res.items.length} ${basis}, updated ${new Date().toLocaleTimeString()}.`);
+  } catch (e) {
+    if (mine !== recSeq) return;
+    if (e instanceof ApiError && e.status === 404 && e.code === "unknown_id" && state.ratings.size === 0) {
+      $("recs").replaceChildren();
+      setStatus("recs-status", "Rate a few movies and recommendations appear here.");
+      return;
+    }
+    setStatus("recs-status", "Could not update the recommendations.");
+    reportError("Recommendations failed", e, refreshRecs);
+  }
+}
+
+// ----- one movie: details, similar movies, why ----------------------------------------------------
+let detailSeq = 0;
+
+async function openDetail(item, { why = false } = {}) {
+  const mine = ++detailSeq;
+  const dialog = $("detail");
+  $("detail-title").textContent = "Loading…";
+  $("detail-meta").textContent = "";
+  $("detail-rate").replaceChildren();
+  $("detail-error").hidden = true;
+  $("why-list").replaceChildren();
+  $("similar-list").replaceChildren();
+  setStatus("why-status", "");
+  setStatus("similar-status", "Loading…");
+  if (!dialog.open) dialog.showModal();
+  history.replaceState(null, "", `#item=${enc(String(item))}`);
+  let it;
+  try {
+    it = (await api(`/v1/items/${enc(String(item))}`)).item;
+  } catch (e) {
+    if (mine !== detailSeq) return;
+    $("detail-title").textContent = "Movie not found";
+    $("detail-error").textContent = e instanceof ApiError && e.status === 404
+      ? `No such movie here: ${e.message}`
+      : `Could not load this movie: ${e.message}`;
+    $("detail-error").hidden = false;
+    setStatus("similar-status", "");
+    if (!(e instanceof ApiError && e.status === 404)) reportError("Could not load the movie", e, () => openDetail(item, { why }));
+    return;
+  }
+  if (mine !== detailSeq) return;
+  const title = titleOf(it);
+  $("detail-title").textContent = title;
+  const meta = [];
+  if (it.genres && it.genres.length) meta.push(it.genres.join(", "));
+  meta.push(`${it.ratings.toLocaleString()} training ratings`);
+  $("detail-meta").textContent = meta.join(" · ");
+  $("detail-rate").replaceChildren(el("span", { class: "muted" }, "Your rating: "), starWidget(it.item, title));
+  await Promise.all([loadWhy(it, mine), loadSimilar(it, mine)]);
+  if (why && mine === detailSeq) $("why-h").scrollIntoView({ block: "nearest" });
+}
+
+async function loadWhy(it, mine) {
+  if (state.ratings.size === 0) {
+    setStatus("why-status", "Rate a few movies first: the reasons are the movies you rated that lie closest to this one.");
+    return;
+  }
+  setStatus("why-status", "Loading…");
+  try {
+    const res = await api(`${userPath()}/explain/${enc(String(it.item))}?k=5`);
+    if (mine !== detailSeq) return;
+    const top = Math.max(1e-9, ...res.because.map((r) => Math.abs(r.contribution)));
+    const lines = res.because.map((r) => {
+      const up = r.contribution >= 0;
+      const weight = Math.round((100 * Math.abs(r.contribution)) / top);
+      const stars = `${fmt(r.rating, 1).replace(/\.0$/, "")}★`;
+      return el("li", { class: up ? "reason up" : "reason down" },
+        el("span", { class: "sign", "aria-hidden": "true" }, up ? "▲" : "▼"),
+        el("span", { class: "text" },
+          "You rated ", el("strong", {}, titleOf(r)), ` ${stars}`,
+          el("span", { class: "muted" }, ` · similarity ${fmt(r.similarity, 2)} · ${up ? "pulls it up" : "pulls it down"}`)),
+        el("meter", { min: "0", max: "100", value: String(weight), "aria-label": `weight ${weight} percent` }));
+    });
+    $("why-list").replaceChildren(...lines);
+    const n = res.history_size;
+    const regression = state.model && state.model.kind === "regression";
+    const score = res.score === null ? ""
+      : regression ? ` Predicted rating for you: ${fmt(res.score)}★.` : ` Score for you: ${fmt(res.score, 3)}.`;
+    setStatus("why-status", res.because.length
+      ? `Based on your ${n} rating${n === 1 ? "" : "s"}: the movies you rated nearest to this one by the model's item embeddings, weighted by how you rated them.${score}`
+      : `None of your ${n} rated movies bears on this one.${score}`);
+  } catch (e) {
+    if (mine !== detailSeq) return;
+    if (e instanceof ApiError && e.status === 422 && e.code === "unsupported") {
+      setStatus("why-status", `This model cannot explain its picks: ${e.message}`);
+    } else {
+      setStatus("why-status", `No explanation: ${e.message}`);
+    }
+  }
+}
+
+async function loadSimilar(it, mine) {
+  try {
+    const res = await api(`/v1/items/${enc(String(it.item))}/similar?k=8`);
+    if (mine !== detailSeq) return;
+    $("similar-list").replaceChildren(...res.items.map((s) => itemRow(s)));
+    setStatus("similar-status", res.items.length ? "Nearest by the model's item embeddings:" : "No similar movies.");
+  } catch (e) {
+    if (mine !== detailSeq) return;
+    setStatus("similar-status", e instanceof ApiError && e.code === "unsupported"
+      ? `This model has no similar-items view: ${e.message}`
+      : `Could not load similar movies: ${e.message}`);
+  }
+}
+
+function itemFromHash() {
+  const m = /^#item=(.+)$/.exec(location.hash);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+// ----- start ------------------------------------------------------------------------------------------
+async function init() {
+  hideError();
+  $("user-id").textContent = state.user;
+  try {
+    await loadModel();
+    await loadRatings();
+  } catch (e) {
+    $("model").textContent = "Not connected.";
+    reportError("The page could not start", e, init);
+    return;
+  }
+  await refreshRecs();
+  const item = itemFromHash();
+  if (item) openDetail(item);
+}
+
+function wire() {
+  $("search-input").addEventListener("input", onSearchInput);
+  $("error-close").addEventListener("click", hideError);
+  $("error-retry").addEventListener("click", () => {
+    const again = retryAction;
+    hideError();
+    if (again) again();
+  });
+  $("detail-close").addEventListener("click", () => $("detail").close());
+  $("detail").addEventListener("click", (e) => {
+    if (e.target === $("detail")) $("detail").close(); // a click on the backdrop
+  });
+  $("detail").addEventListener("close", () => {
+    detailSeq += 1;
+    if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+  });
+  window.addEventListener("hashchange", () => {
+    const item = itemFromHash();
+    if (item) openDetail(item);
+  });
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.key = $("key-input").value.trim() || null;
+    if (state.key) session.set("recengine.apiKey", state.key);
+    $("key-form").hidden = true;
+    init();
+  });
+}
+
+wire();
+init();

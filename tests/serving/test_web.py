@@ -1,0 +1,273 @@
+"""The web page end to end: Debian's Chromium (Playwright) against a real uvicorn server on 127.0.0.1
+serving an mf model of ml-100k, with the feedback store in tmp_path.
+
+A person searches, rates five movies (one by keyboard only), watches the recommendations change and
+exclude what they rated, opens a recommendation's similar movies and the reasons it was picked,
+reloads and finds the ratings kept; the page fits a 390-px phone screen; errors show on the page.
+Screenshots are written to tmp_path (``--basetemp`` keeps them for a look).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from recengine import artifacts
+from recengine.data.dataset import Dataset
+from recengine.models.registry import create
+from recengine.serving.app import create_app
+from tests.serving.fixtures import thread_server
+
+pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: pip install -e .[dev]")
+from playwright.sync_api import Page, expect
+
+TIMEOUT_MS = 20_000  # the machine running the tests may be busy; every wait is still bounded
+# Star Wars, Toy Story, Godfather, Pulp Fiction, Titanic
+RATED = {50: 5.0, 1: 4.0, 127: 5.0, 56: 4.0, 313: 2.0}
+SEARCH = {50: "star wars", 1: "toy story", 127: "godfather", 56: "pulp", 313: "titanic"}
+NO_OVERFLOW = """() => {
+  const w = document.documentElement.clientWidth;
+  const wide = [...document.querySelectorAll('body *')].filter((e) => {
+    const r = e.getBoundingClientRect();
+    return r.width > 0 && r.right > w + 1 && !e.closest('.visually-hidden');
+  });
+  return {scroll: document.documentElement.scrollWidth, width: w,
+          wide: wide.slice(0, 5).map((e) => e.tagName + '.' + e.className)};
+}"""
+
+
+@pytest.fixture(scope="module")
+def mf_dir(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An mf model of all of ml-100k, a few seconds of training: enough for sensible neighbours."""
+    model = create("mf", {"factors": 32, "epochs": 20}).fit(ml100k.interactions)
+    return artifacts.save(model, tmp_path_factory.mktemp("web") / "mf", dataset=ml100k)
+
+
+@pytest.fixture
+def server(mf_dir: Path, tmp_path: Path) -> Iterator[str]:
+    app = create_app([("mf-ml100k", mf_dir)], store_url=tmp_path / "feedback.sqlite3")
+    with thread_server(app) as url:
+        yield url
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def _watch(page: Page) -> list[str]:
+    """Collects console errors and uncaught exceptions of the page (a test asserts there are none)."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
+def _renders(page: Page) -> int:
+    return int(page.locator("#recs").get_attribute("data-renders") or 0)
+
+
+def _wait_renders_after(page: Page, n: int) -> list[int]:
+    """Waits for a recommendations render after the ``n``-th; returns the recommended item ids."""
+    page.wait_for_function("n => Number(document.getElementById('recs').dataset.renders || 0) > n", arg=n)
+    ids = page.locator("#recs > li").evaluate_all("els => els.map((e) => Number(e.dataset.item))")
+    return [int(i) for i in ids]
+
+
+def _search(page: Page, item: int) -> Any:
+    box = page.locator("#search-input")
+    box.fill(SEARCH[item])
+    row = page.locator(f'#search-results > li[data-item="{item}"]')
+    expect(row).to_be_visible()
+    return row
+
+
+def test_rate_five_see_recommendations_explanations_reload_and_phone(
+    server: str, context: Any, browser: Any, tmp_path: Path
+) -> None:
+    page = context.new_page()
+    errors = _watch(page)
+    page.goto(server + "/")
+    expect(page.locator("#model")).to_contain_text("mf-ml100k")
+    expect(page.locator("#model")).to_contain_text("version")
+    expect(page.locator("#recs-status")).to_contain_text("Rate a few movies")
+    user = page.locator("#user-id").inner_text()
+    assert user.startswith("web-")
+
+    history: list[list[int]] = []
+    # 1. Star Wars, five stars, by mouse.
+    row = _search(page, 50)
+    n = _renders(page)
+    row.locator('.star[data-value="5"]').click()
+    history.append(_wait_renders_after(page, n))
+
+    # 2. Toy Story by keyboard only, from a fresh load: the skip link, typing, Tab to its stars, "3",
+    # then ArrowRight.
+    page.reload()
+    expect(page.locator("#mine > li")).to_have_count(1)
+    _wait_renders_after(page, 0)  # the load's own render, so the next one is the rating's
+    page.keyboard.press("Tab")
+    expect(page.locator(".skip")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#search-input")).to_be_focused()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(SEARCH[1])
+    row = page.locator('#search-results > li[data-item="1"]')
+    expect(row).to_be_visible()
+    first = page.locator("#search-results > li").first
+    assert first.get_attribute("data-item") == "1"  # the whole title ranks first
+    page.keyboard.press("Tab")  # the title button
+    expect(first.locator(".title")).to_be_focused()
+    page.keyboard.press("Tab")  # the star group: one tab stop
+    expect(first.locator('.star[data-value="1"]')).to_be_focused()
+    n = _renders(page)
+    page.keyboard.press("3")
+    history.append(_wait_renders_after(page, n))
+    expect(first.locator('.star[data-value="3"]')).to_be_focused()
+    expect(first.locator('.star[data-value="3"]')).to_have_attribute("aria-checked", "true")
+    n = _renders(page)
+    page.keyboard.press("ArrowRight")  # saved once the arrows stop (debounced)
+    expect(first.locator('.star[data-value="4"]')).to_be_focused()
+    history.append(_wait_renders_after(page, n))
+    expect(first.locator(".stars")).to_have_attribute("data-value", "4")
+
+    # 3.-5. Three more by mouse.
+    for item in (127, 56, 313):
+        row = _search(page, item)
+        n = _renders(page)
+        row.locator(f'.star[data-value="{int(RATED[item])}"]').click()
+        history.append(_wait_renders_after(page, n))
+
+    stored = httpx.get(f"{server}/v1/users/{user}/ratings").json()["ratings"]
+    assert {r["item"]: r["rating"] for r in stored} == RATED
+    rated_so_far = [{50}, {50, 1}, {50, 1}, {50, 1, 127}, {50, 1, 127, 56}, set(RATED)]
+    for recs, rated in zip(history, rated_so_far, strict=True):
+        assert len(recs) == 10 and not set(recs) & rated, (recs, rated)
+    assert history[0] != history[-1]  # the recommendations follow the ratings
+    assert sum(a != b for a, b in itertools.pairwise(history)) >= 3
+    expect(page.locator("#recs-status")).to_contain_text("from your 5 ratings")
+    expect(page.locator("#mine > li")).to_have_count(5)
+    # Rating again inside "Your ratings" (which is redrawn) keeps the keyboard focus on those stars.
+    page.locator('#mine li[data-item="1"] .star[data-value="4"]').focus()
+    n = _renders(page)
+    page.keyboard.press("4")
+    _wait_renders_after(page, n)
+    expect(page.locator('#mine li[data-item="1"] .star[data-value="4"]')).to_be_focused()
+    page.screenshot(path=str(tmp_path / "desktop-rated.png"), full_page=True)
+
+    # A recommendation: why it was picked (reasons are rated movies) and its similar movies.
+    top = page.locator("#recs > li").first
+    top_item = int(top.get_attribute("data-item") or 0)
+    top.locator(".why").click()
+    dialog = page.locator("#detail")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#why-list > li").first).to_be_visible()
+    expect(page.locator("#why-status")).to_contain_text("Based on your 5 ratings")
+    reasons = page.locator("#why-list > li").all_inner_texts()
+    titles = ("Star Wars", "Toy Story", "Godfather", "Pulp Fiction", "Titanic")
+    assert reasons and all(any(t in r for t in titles) for r in reasons), reasons
+    expect(page.locator("#similar-list > li").first).to_be_visible()
+    similar = page.locator("#similar-list > li").evaluate_all("els => els.map((e) => Number(e.dataset.item))")
+    assert len(similar) == 8 and top_item not in similar
+    api_similar = httpx.get(f"{server}/v1/items/{top_item}/similar", params={"k": 8}).json()["items"]
+    assert similar == [s["item"] for s in api_similar]
+    assert page.evaluate("location.hash") == f"#item={top_item}"
+    page.screenshot(path=str(tmp_path / "desktop-why.png"))
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
+    # Reload: the ratings come back from the store, stars and all.
+    page.reload()
+    expect(page.locator("#mine > li")).to_have_count(5)
+    expect(page.locator("#mine-status")).to_contain_text("5 movies rated")
+    for item, value in RATED.items():
+        expect(page.locator(f'#mine .stars[data-item="{item}"]')).to_have_attribute(
+            "data-value", f"{value:g}"
+        )
+    recs = _wait_renders_after(page, 0)
+    assert len(recs) == 10 and not set(recs) & set(RATED)
+
+    # An unknown movie (a link to it) says so on the page.
+    page.goto(server + "/#item=999999")
+    expect(page.locator("#detail-error")).to_be_visible()
+    expect(page.locator("#detail-error")).to_contain_text("No such movie")
+    expect(page.locator("#detail-error")).to_contain_text("999999")
+    assert not errors or all("404" in e for e in errors), errors  # the 404 itself is logged by the browser
+
+    # A phone: same browser user (its storage), 390 px wide; nothing sticks out sideways.
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        storage_state=context.storage_state(),
+    )
+    phone.set_default_timeout(TIMEOUT_MS)
+    try:
+        mobile = phone.new_page()
+        mobile.goto(server + "/")
+        expect(mobile.locator("#mine > li")).to_have_count(5)
+        expect(mobile.locator("#recs > li")).to_have_count(10)
+        layout = mobile.evaluate(NO_OVERFLOW)
+        assert layout["scroll"] <= 390 and not layout["wide"], layout
+        mobile.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+        mobile.locator("#recs > li .title").first.tap()
+        expect(mobile.locator("#similar-list > li").first).to_be_visible()
+        expect(mobile.locator("#why-list > li").first).to_be_visible()
+        box = mobile.locator("#detail").bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        layout = mobile.evaluate(NO_OVERFLOW)
+        assert layout["scroll"] <= 390 and not layout["wide"], layout
+        mobile.screenshot(path=str(tmp_path / "phone-detail.png"))
+    finally:
+        phone.close()
+
+
+def test_api_key_prompt_and_server_down_are_shown(mf_dir: Path, context: Any, tmp_path: Path) -> None:
+    app = create_app([("mf-ml100k", mf_dir)], store_url=tmp_path / "f.sqlite3", api_key="s3cret")
+    page = context.new_page()
+    with thread_server(app) as url:
+        page.goto(url + "/")  # the page itself needs no key
+        expect(page.locator("#key-form")).to_be_visible()
+        expect(page.locator("#error")).to_contain_text("API key")
+        page.locator("#key-input").fill("s3cret")
+        page.locator("#key-input").press("Enter")
+        expect(page.locator("#model")).to_contain_text("mf-ml100k")
+        expect(page.locator("#error")).to_be_hidden()
+        expect(page.locator("#recs-status")).to_contain_text("Rate a few movies")
+    page.locator("#search-input").fill("star")  # the server is gone now
+    expect(page.locator("#error")).to_be_visible()
+    expect(page.locator("#error")).to_contain_text("Cannot reach the recommendation server")
+    expect(page.locator("#error-retry")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "server-down.png"))
+
+
+def test_page_and_assets_are_public_and_fixed(mf_dir: Path, tmp_path: Path) -> None:
+    app = create_app([("m", mf_dir)], store_url=tmp_path / "f.sqlite3", api_key="k")
+    with TestClient(app) as c:
+        page = c.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert "/static/app.js" in page.text and "http" not in page.text.split("<body>")[0]
+        for name, media in (("app.js", "text/javascript"), ("style.css", "text/css")):
+            r = c.get(f"/static/{name}")
+            assert r.status_code == 200 and r.headers["content-type"].startswith(media)
+        for path in ("/static/index.html", "/static/nope.js", "/static/..%2Fweb.py"):
+            assert c.get(path).status_code in (401, 404)  # nothing else is served, key or not
+        assert c.get("/v1/models").status_code == 401
+        assert c.get("/v1/models", headers={"x-api-key": "k"}).status_code == 200
+        assert all(
+            p != "/" and not p.startswith("/static")
+            for p in c.get("/openapi.json", headers={"x-api-key": "k"}).json()["paths"]
+        )
