@@ -125,7 +125,7 @@ class Recommender(ABC):
             raise NotFittedError(f"{self.name}: call fit() first")
         return self._seen
 
-    def user_history(self, user: object) -> tuple[np.ndarray, npt.NDArray[np.float32]]:
+    def user_history(self, user: int | str) -> tuple[np.ndarray, npt.NDArray[np.float32]]:
         """A known user's training items (external ids) and ratings."""
         u = int(self.users.to_internal([user])[0])
         row = self.seen()[u]
