@@ -1,0 +1,171 @@
+"""``recengine explore`` end to end on a small fitted model, and the views a web route calls."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from recengine.cli import app
+from recengine.errors import CapabilityError, UnknownIdError
+from recengine.explore import load, web
+from recengine.explore.neighbours import item_neighbours, resolve_items, user_neighbours
+
+runner = CliRunner()
+FAST = ["--max-items", "150", "--k", "6"]
+
+
+@pytest.fixture(scope="module")
+def explored(mf_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    res = runner.invoke(
+        app,
+        [
+            "explore",
+            str(mf_dir),
+            "--out",
+            str(out),
+            *FAST,
+            "--titles",
+            "Star Wars",
+            "--titles",
+            "toy story",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    return out, res.stdout
+
+
+def test_json_is_one_object_naming_every_file(explored):
+    _, stdout = explored
+    summary = json.loads(stdout)  # the whole of stdout is one JSON object
+    assert summary["model"] == "mf" and summary["k"] == 6
+    assert set(summary["files"]) == {
+        "map_genre",
+        "map_kmeans",
+        "map_agglomerative",
+        "k_selection",
+        "html",
+        "json",
+    }
+    assert summary["map"]["n_points"] == 150 and summary["map"]["subsampled"] is True
+    assert [n["query"] for n in summary["neighbours"]] == ["Star Wars", "Toy Story"]
+    assert "Empire Strikes Back, The" in summary["neighbours"][0]["nearest"]
+    assert summary["measures"]["neighbour_genre_share"]["ratio"] > 1
+    assert len(summary["user_neighbours"]) == 5
+
+
+def test_pngs_and_a_self_contained_html(explored):
+    out, _ = explored
+    for name in ("map_genre", "map_kmeans", "map_agglomerative", "k_selection"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert not re.search(r"https?://", html)  # nothing to fetch: no http(s) address at all
+    assert not re.search(r"""(src|href)\s*=\s*(?!["']?(data:|#))""", html)  # only data URIs and anchors
+    assert "<canvas" in html and "data:image/png;base64," in html
+    payload = re.search(r'<script type="application/json" id="explore-data">(.*?)</script>', html, re.S)
+    assert payload is not None
+    data = json.loads(payload.group(1))
+    assert len(data["map"]["points"]["x"]) == 150 and set(data["clusters"]) == {"kmeans", "agglomerative"}
+    full = json.loads((out / "explore.json").read_text())
+    assert sum(c["size"] for c in full["clusters"]["kmeans"]) == full["n_items"] == 1682
+
+
+def test_human_output_and_single_method(mf_dir, tmp_path):
+    res = runner.invoke(
+        app,
+        [
+            "explore",
+            str(mf_dir),
+            "--out",
+            str(tmp_path),
+            "--max-items",
+            "60",
+            "--k",
+            "4",
+            "--method",
+            "kmeans",
+            "--no-k-selection",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "kmeans clusters (k=4)" in res.stdout and "neighbours sharing a genre" in res.stdout
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["map_genre.png", "map_kmeans.png"]
+
+
+def test_model_without_embeddings_is_a_clear_error(bias_dir, tmp_path):
+    with pytest.raises(CapabilityError, match=r"bias has no item embeddings.*mf"):
+        load(bias_dir)
+    res = runner.invoke(app, ["explore", str(bias_dir), "--out", str(tmp_path), "--json"])
+    assert res.exit_code != 0 and isinstance(res.exception, CapabilityError)
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_error_line(bias_dir, tmp_path, monkeypatch, capsys):
+    from recengine.cli import main
+
+    monkeypatch.setattr("sys.argv", ["recengine", "explore", str(bias_dir), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith("error: bias has no item embeddings to explore")
+
+
+def test_title_lookup_and_neighbour_tables(mf_dir):
+    data = load(mf_dir)
+    sw = int(np.flatnonzero(data.item_ids == 50)[0])
+    assert resolve_items(data, ["50", "STAR WARS", "star wars (1977)", "Star W"]) == [sw] * 4
+    with pytest.raises(UnknownIdError):
+        resolve_items(data, ["no such film anywhere"])
+    table = item_neighbours(data, ["Star Wars"], k=5, min_ratings=50)
+    assert all(n["ratings"] >= 50 and n["item"] != 50 for n in table[0]["neighbours"])
+    sims = [n["similarity"] for n in table[0]["neighbours"]]
+    assert sims == sorted(sims, reverse=True) and len(sims) == 5
+    users = user_neighbours(data, ["1"], k=3)
+    assert users[0]["query"]["user"] == 1 and len(users[0]["neighbours"]) == 3
+    assert all(n["shared_items"] <= n["ratings"] for n in users[0]["neighbours"])
+
+
+def test_web_views_are_plain_json(mf_dir):
+    data = load(mf_dir)
+    views = [
+        web.clusters_view(data, k=5),
+        web.map_view(data, max_items=50, k=4, titles=["Fargo"]),
+        web.neighbours_view(data, titles=["Fargo"], k=4),
+        web.user_neighbours_view(data, n=2, k=3),
+        web.k_selection_view(data, ks=[2, 4]),
+    ]
+    for v in views:
+        json.dumps(v, allow_nan=False)
+    m = views[1]
+    fargo = m["points"]["title"].index("Fargo (1996)")
+    assert m["n_points"] == 50 and fargo >= 0 and len(m["clusters"]) == 4
+    assert sum(c["size"] for c in views[0]["clusters"]) == len(views[0]["labels"]) == data.n_items
+
+
+def test_without_item_metadata_and_with_string_ids(tmp_path):
+    from recengine.data.interactions import Interactions
+    from recengine.explore import ExploreOptions, analyse, from_model
+    from recengine.explore.html import write_html
+    from recengine.explore.report import write_pngs
+    from recengine.explore.run import jsonable
+    from recengine.models.registry import create
+
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 60, 1500).astype(str)
+    items = np.char.add("film-", rng.integers(0, 80, 1500).astype(str))
+    inter = Interactions.from_arrays(users, items, rng.integers(1, 6, 1500))
+    model = create("mf", {"factors": 8, "epochs": 3}).fit(inter)
+    data = from_model(model, None)
+    assert data.titles[0].startswith("film-") and not any(data.genres)
+    result = jsonable(analyse(data, ExploreOptions(k=3, max_items=40, ks=[2, 3], titles=["film-7"])))
+    assert result["measures"] is None and result["has_genres"] is False
+    assert all(c["genres"] == [] and c["name"] == "mixed" for c in result["clusters"]["kmeans"])
+    assert result["neighbours"][0]["query"]["item"] == "film-7"
+    assert result["map"]["points"]["item"].count("film-7") == 1  # asked titles are always mapped
+    write_html(result, write_pngs(result, tmp_path), tmp_path / "report.html")
+    assert "No genres" in (tmp_path / "report.html").read_text()
