@@ -21,6 +21,7 @@ def _register() -> None:
     # Sub-command modules import lazily-heavy libraries inside their commands, so --help stays fast.
     from recengine.cli import data as data_cmd
     from recengine.cli import evaluate as evaluate_cmd
+    from recengine.cli import explore as explore_cmd
     from recengine.cli import recommend as recommend_cmd
     from recengine.cli import serve as serve_cmd
     from recengine.cli import synth as synth_cmd
@@ -28,6 +29,7 @@ def _register() -> None:
 
     app.add_typer(data_cmd.app, name="data")
     evaluate_cmd.register(app)
+    explore_cmd.register(app)
     recommend_cmd.register(app)
     serve_cmd.register(app)
     synth_cmd.register(app)
