@@ -1,0 +1,459 @@
+"""The ``object2vec`` Recommender: SageMaker's Object2Vec pair model on the shared PyTorch base.
+
+Trains from :class:`Interactions` (users and items as token rows: ids plus side tokens from the
+data set's metadata) or from SageMaker's JSON Lines pairs (:meth:`Object2Vec.fit_pairs`). Labels are
+ratings (``mean_squared_error``) or classes (``softmax``): given as such, made binary by
+``label_threshold``, or observed rows against sampled negatives (``negative_sampling_rate``).
+
+Fitting, batched prediction, catalog scoring, fold-in of a new user and the artifact state come
+from :class:`TorchRecommender`; this module adds the tokens, the labels, pair inference, one-side
+embeddings and new items embedded from their content.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import torch
+
+from recengine.data.dataset import Dataset
+from recengine.data.interactions import Interactions, RatingScale
+from recengine.data.pairs import Pairs, read_pairs
+from recengine.errors import CapabilityError, ConfigError, DataError
+from recengine.models._torch_base import PAIR_CHUNK, TorchRecommender, _device
+from recengine.models._torch_nets import RatingTask
+from recengine.models.base import Capabilities
+from recengine.models.object2vec import content as cn
+from recengine.models.object2vec import tokens as tk
+from recengine.models.object2vec.encoders import NetSpec, Object2VecNet
+from recengine.models.object2vec.params import Object2VecParams
+from recengine.models.object2vec.sampling import sample_negatives
+from recengine.training.device import seeded
+
+LAYOUT_KEY = "object2vec.layout"  # JSON of the token layout, stored as uint8 bytes among the arrays
+
+
+class Object2Vec(TorchRecommender):
+    """Object2Vec for (user, item) pairs. Side data comes from :meth:`use_dataset` (or
+    :meth:`set_item_features` / :meth:`set_user_features`) before ``fit``; with ``user_tokens`` and
+    ``item_tokens`` left at ``auto`` the model uses whatever was given and records it in
+    ``history["object2vec"]``."""
+
+    name = "object2vec"
+    ParamsModel = Object2VecParams
+    capabilities = Capabilities(rating=True, topn=True, new_users=True, new_items=True)
+    params: Object2VecParams
+
+    def __init__(self, params: Any = None, **overrides: Any) -> None:
+        super().__init__(params, **overrides)
+        self._item_frame: pl.DataFrame | None = None
+        self._user_frame: pl.DataFrame | None = None
+        self._pending_pairs: tuple[tk.TokenTable, tk.TokenTable, tuple[int, int]] | None = None
+        self.layout: dict[str, Any] = {}
+
+    # ----- training data ---------------------------------------------------------------------------
+    def fit_pairs(
+        self,
+        pairs: Pairs | str | Path,
+        *,
+        checkpoint_dir: Path | None = None,
+        resume: bool = False,
+        progress: bool = False,
+    ) -> Self:
+        """Fit on SageMaker JSON Lines pairs (a path, or :class:`Pairs` already read).
+
+        Each distinct in0 sequence becomes a user and each distinct in1 sequence an item: when every
+        sequence is one token, that token is the external id (``predict([in0], [in1])`` works); else
+        the external ids number the distinct sequences in sorted order. Raw tokens must lie in
+        ``0 .. enc{0,1}_vocab_size - 1`` (the sizes default to the largest token + 1).
+        """
+        data = pairs if isinstance(pairs, Pairs) else read_pairs(pairs)
+        if data.labels is None:
+            raise DataError("training pairs need a 'label' on every line; these have none")
+        p = self.params
+        ids, seqs, sizes = [], [], []
+        for side, (arr, lengths, given) in enumerate(
+            ((data.in0, data.in0_len, p.enc0_vocab_size), (data.in1, data.in1_len, p.enc1_vocab_size))
+        ):
+            size = given if given is not None else int(arr.max()) + 1
+            key = np.concatenate([lengths[:, None].astype(np.int64), arr], axis=1)
+            uniq, inverse = np.unique(key, axis=0, return_inverse=True)
+            max_len = p.enc0_max_seq_len if side == 0 else p.enc1_max_seq_len
+            table, truncated = tk.pad_sequences(uniq[:, 1:], uniq[:, 0], max_len, size, f"in{side}")
+            single = bool(np.all(lengths == 1))
+            ext = uniq[:, 1] if single else np.arange(len(uniq), dtype=np.int64)
+            ids.append(ext[inverse.reshape(-1)])
+            seqs.append(tk.TokenTable(table, truncated=truncated))
+            sizes.append(size)
+        labels = data.labels.astype(np.float32)
+        scale: RatingScale | str = "infer"
+        if p.output_layer == "softmax" and p.label_threshold is None and p.negative_sampling_rate == 0:
+            scale = RatingScale(0.0, float(p.num_classes - 1), 1.0)
+            self._check_classes(labels, "training pairs")
+        train = Interactions.from_arrays(ids[0], ids[1], labels, scale=scale)  # type: ignore[arg-type]
+        self._pending_pairs = (seqs[0], seqs[1], (sizes[0], sizes[1]))
+        try:
+            return self.fit(train, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress)
+        finally:
+            self._pending_pairs = None
+
+    def _fit(self, train: Interactions) -> None:
+        from recengine.training.loop import train as run_training
+
+        p = self.params
+        arrays, info = self._training_arrays(train)
+        user_table, item_table, raw = self._tables(train)
+        self.layout = self._layout(user_table, item_table, raw)
+        spec = self._spec()
+        with seeded(p.seed):  # initial weights from the seed alone; the caller's RNG untouched
+            net = Object2VecNet(
+                spec, torch.from_numpy(user_table.tokens), torch.from_numpy(item_table.tokens)
+            )
+        values = self._class_values()
+        if p.center:
+            self._center(net, arrays["target"], arrays.get("label"), values)
+        self.net, self._prior = net, None
+        vals = None if values is None else torch.tensor(values, dtype=torch.float32)
+        task = RatingTask(net, vals, p.reg, False)
+        if values is not None and len(values) == 2:
+            task.val_metric = "log_loss"  # the prediction is P(label = 1)
+        with torch.sparse.check_sparse_tensor_invariants(enable=False):  # as the base does for Adagrad
+            result = run_training(
+                task,
+                arrays,
+                p.train_config(),
+                checkpoint_dir=self.checkpoint_dir,
+                resume=self.resume,
+                progress=self.progress,
+            )
+        info["truncated"] = {"user": user_table.truncated, "item": item_table.truncated}
+        info["side_tokens"] = {"user": user_table.kinds, "item": item_table.kinds}
+        info["vocab"] = {"user": spec.vocab0, "item": spec.vocab1}
+        self.history = {**result.as_dict(), "object2vec": info}
+        net.eval()
+
+    def _training_arrays(self, train: Interactions) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Rows, targets and class labels for the head, from the data's values, a threshold or negatives.
+
+        Binary or class targets put the model on the scale 0 .. num_classes-1 (0–1 for two), so that
+        predictions are P(label = 1) (or the expected class), not ratings clipped to 1–5.
+        """
+        p = self.params
+        values = train.values().astype(np.float32)
+        info: dict[str, Any] = {"rows": len(train)}
+        if p.label_threshold is not None:
+            values = (values > p.label_threshold).astype(np.float32)
+        users, items = train.user.astype(np.int32), train.item.astype(np.int32)
+        if p.negative_sampling_rate > 0:
+            if p.label_threshold is None:
+                values = np.ones(len(train), dtype=np.float32)  # every observed row is a positive
+            nu, ni, short = sample_negatives(
+                train.user, train.item, train.n_items, p.negative_sampling_rate, p.negative_sampling, p.seed
+            )
+            users = np.concatenate([users, nu])
+            items = np.concatenate([items, ni])
+            values = np.concatenate([values, np.zeros(len(nu), dtype=np.float32)])
+            info.update(negatives=len(nu), negatives_short=short)
+        binary = p.label_threshold is not None or p.negative_sampling_rate > 0
+        if p.output_layer == "softmax":
+            self._check_classes(values, "training labels")
+            self._scale = RatingScale(0.0, float(p.num_classes - 1), 1.0)
+        elif binary:
+            self._scale = RatingScale(0.0, 1.0, 1.0)
+        arrays: dict[str, np.ndarray] = {"user": users, "item": items, "target": values}
+        if p.output_layer == "softmax":
+            arrays["label"] = values.astype(np.int64)
+        return arrays, info
+
+    def _check_classes(self, labels: npt.NDArray[np.floating], what: str) -> None:
+        """softmax labels must be the class indices 0 .. num_classes-1."""
+        c = self.params.num_classes
+        bad = (labels < 0) | (labels > c - 1) | (labels != np.round(labels))
+        if bool(bad.any()):
+            row = int(np.argmax(bad))
+            raise DataError(
+                f"{what}: label {float(labels[row]):g} (row {row}) does not fit output_layer=softmax with "
+                f"num_classes={c} (labels must be 0..{c - 1}); for ratings set label_threshold (e.g. 3) "
+                "or use output_layer=mean_squared_error"
+            )
+
+    # ----- token tables ----------------------------------------------------------------------------
+    def _tables(self, train: Interactions) -> tuple[tk.TokenTable, tk.TokenTable, tuple[int, int] | None]:
+        p = self.params
+        if self._pending_pairs is not None:
+            return self._pending_pairs
+        user_rows = np.bincount(train.user, minlength=train.n_users) > 0
+        item_rows = np.bincount(train.item, minlength=train.n_items) > 0
+        ukinds = tk.resolve_kinds(
+            p.user_tokens, tk.available_user_kinds(self._user_frame), "user", tk.USER_KINDS
+        )
+        ikinds = tk.resolve_kinds(
+            p.item_tokens, tk.available_item_kinds(self._item_frame), "item", tk.ITEM_KINDS
+        )
+        ucontent = icontent = None
+        if ukinds and self._user_frame is not None:
+            ucontent = tk.align_keys(tk.user_content(self._user_frame, ukinds), train.users)
+        if ikinds and self._item_frame is not None:
+            icontent = tk.align_keys(tk.item_content(self._item_frame, ikinds, p.year_bucket), train.items)
+        user_table = tk.build_table(train.users, ucontent, ukinds, p.enc0_max_seq_len, user_rows, "user")
+        item_table = tk.build_table(
+            train.items, icontent, ikinds, p.enc1_max_seq_len, item_rows, "item", {"word:": p.title_min_count}
+        )
+        return user_table, item_table, None
+
+    def _layout(
+        self, user: tk.TokenTable, item: tk.TokenTable, raw: tuple[int, int] | None
+    ) -> dict[str, Any]:
+        """What inference needs besides the weights: vocabularies, kinds, the raw token spaces."""
+        if raw is not None:
+            return {
+                "mode": "pairs",
+                "raw_vocab": list(raw),
+                "vocab": [raw[0] + tk.N_RESERVED, raw[1] + tk.N_RESERVED],
+            }
+        return {
+            "mode": "interactions",
+            "vocab": [user.vocab_size, item.vocab_size],
+            "user_vocab": user.side_vocab,
+            "item_vocab": item.side_vocab,
+            "user_kinds": user.kinds,
+            "item_kinds": item.kinds,
+        }
+
+    def _spec(self) -> NetSpec:
+        p = self.params
+        head = p.num_classes if p.output_layer == "softmax" else 1
+        return NetSpec(
+            vocab0=int(self.layout["vocab"][0]),
+            vocab1=int(self.layout["vocab"][1]),
+            networks=(p.enc0_network, p.enc1_network),
+            token_dims=(p.enc0_token_embedding_dim, p.enc1_token_embedding_dim),
+            enc_dim=p.enc_dim,
+            layers=(p.layers(0), p.layers(1)),
+            filter_widths=(p.enc0_cnn_filter_width, p.enc1_cnn_filter_width),
+            tied_embedding=p.tied_token_embedding_weight,
+            shared_encoder=p.shared_encoder,
+            comparator=tuple(p.comparator_list),
+            mlp_layers=p.mlp_layers,
+            mlp_dim=p.mlp_dim,
+            activation=p.mlp_activation,
+            dropout=p.dropout,
+            out_dim=head,
+            init_std=p.init_std,
+            id_dropout=(p.id_dropout, p.id_dropout) if self.layout["mode"] == "interactions" else (0.0, 0.0),
+            sparse=p.sparse_embeddings,
+        )
+
+    def _class_values(self) -> npt.NDArray[np.float64] | None:
+        """Class c is worth c: the prediction is the expected class, P(label = 1) for two classes."""
+        if self.params.output_layer != "softmax":
+            return None
+        return np.arange(self.params.num_classes, dtype=np.float64)
+
+    def _o2v(self) -> Object2VecNet:
+        net = self._net()
+        if not isinstance(net, Object2VecNet):  # pragma: no cover - only ever set to one
+            raise TypeError("object2vec holds a network of another model")
+        return net
+
+    def _build_net(self, n_users: int, n_items: int, n_genres: int) -> Object2VecNet:
+        raise NotImplementedError("object2vec builds its network from its token layout")
+
+    # ----- inference on pairs and on one side ------------------------------------------------------
+    def _side_tokens(
+        self, side: int, arr: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]
+    ) -> torch.Tensor:
+        """Padded token sequences of the caller's space → the model's token ids for side ``side``.
+
+        Pairs mode: raw tokens of the JSON Lines space. Interactions mode: one internal user (side 0)
+        or item (side 1) id per sequence, as :func:`recengine.data.pairs.interactions_to_pairs` writes.
+        """
+        net = self._o2v()
+        max_len = self.params.enc0_max_seq_len if side == 0 else self.params.enc1_max_seq_len
+        field = f"in{side}"
+        if self.layout.get("mode") == "pairs":
+            table, _ = tk.pad_sequences(arr, lengths, max_len, int(self.layout["raw_vocab"][side]), field)
+            return torch.from_numpy(table).to(_device(net))
+        n = len(self.users) if side == 0 else len(self.items)
+        first = arr[:, 0] if arr.size else np.zeros(len(arr), dtype=np.int64)
+        bad = (lengths != 1) | (first < 0) | (first >= n)
+        if bool(bad.any()):
+            k = int(np.argmax(bad))
+            raise DataError(
+                f"{field} of row {k} is {arr[k, : lengths[k]].tolist()}: a model trained on interactions "
+                f"takes one internal {'user' if side == 0 else 'item'} id (0..{n - 1}) per sequence"
+            )
+        idx = torch.from_numpy(np.ascontiguousarray(first, dtype=np.int64)).to(_device(net))
+        return net.get_buffer("user_tokens" if side == 0 else "item_tokens")[idx]
+
+    def embed(
+        self, side: int, seqs: Sequence[Sequence[int]] | npt.NDArray[np.integer]
+    ) -> npt.NDArray[np.float32]:
+        """One side only → its encoder's output, (n, enc_dim), as Object2Vec's inference does."""
+        if side not in (0, 1):
+            raise ValueError("side must be 0 (in0, users) or 1 (in1, items)")
+        net = self._o2v().eval()
+        arr, lengths = tk.ragged_to_padded(seqs, f"in{side}")
+        with torch.inference_mode():
+            return net.encode(side, self._side_tokens(side, arr, lengths)).cpu().numpy().astype(np.float32)
+
+    def predict_pairs(self, pairs: Pairs | str | Path) -> npt.NDArray[np.float64]:
+        """Scores of pairs: (n,) predicted ratings for a regression head, (n, num_classes) class
+        probabilities ([p0, p1]) for a softmax head. Labels in the input are ignored."""
+        data = pairs if isinstance(pairs, Pairs) else read_pairs(pairs)
+        net = self._o2v().eval()
+        tokens0 = self._side_tokens(0, data.in0, data.in0_len.astype(np.int64))
+        tokens1 = self._side_tokens(1, data.in1, data.in1_len.astype(np.int64))
+        parts = []
+        with torch.inference_mode():
+            for s in range(0, len(data), PAIR_CHUNK):
+                out = net.combine(
+                    net.encode(0, tokens0[s : s + PAIR_CHUNK]), net.encode(1, tokens1[s : s + PAIR_CHUNK])
+                )
+                parts.append(
+                    torch.softmax(out, dim=-1) if self.params.output_layer == "softmax" else out[:, 0]
+                )
+        pred = torch.cat(parts).double().cpu().numpy()
+        if self.params.output_layer == "softmax":
+            return pred
+        return self.scale.clip(pred) if self.scale is not None else pred
+
+    # ----- embeddings ------------------------------------------------------------------------------
+    def _side_all(self, side: int) -> npt.NDArray[np.float32]:
+        net = self._o2v().eval()
+        n = len(self.users) if side == 0 else len(self.items)
+        with torch.inference_mode():
+            ids = torch.arange(n, device=_device(net))
+            out = net.user_side(ids) if side == 0 else net.item_side(ids)
+        return out.cpu().numpy().astype(np.float32)
+
+    def user_embeddings(self) -> npt.NDArray[np.float32]:
+        """enc0's output for every user (what the comparator reads)."""
+        return self._side_all(0)
+
+    def item_embeddings(self) -> npt.NDArray[np.float32]:
+        """enc1's output for every item; :meth:`similar_items` ranks by their cosine."""
+        return self._side_all(1)
+
+    # ----- state -----------------------------------------------------------------------------------
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        from recengine.training.state import module_state_arrays
+
+        arrays = module_state_arrays(self._net())
+        arrays[LAYOUT_KEY] = np.frombuffer(json.dumps(self.layout).encode(), dtype=np.uint8).copy()
+        return arrays
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        from recengine.training.state import load_module_state
+
+        arrays = dict(arrays)
+        raw = arrays.pop(LAYOUT_KEY, None)
+        if raw is None:
+            raise DataError(f"object2vec state lacks its token layout ({LAYOUT_KEY})")
+        self.layout = json.loads(bytes(np.asarray(raw, dtype=np.uint8)).decode())
+        users, items = arrays.get("user_tokens"), arrays.get("item_tokens")
+        if users is None or items is None:
+            raise DataError("object2vec state lacks its token tables")
+        net = Object2VecNet(self._spec(), torch.from_numpy(users.copy()), torch.from_numpy(items.copy()))
+        load_module_state(net, arrays)
+        self.net, self._prior = net.eval(), None
+
+    # ----- side data -------------------------------------------------------------------------------
+    @property
+    def wants_item_features(self) -> bool:
+        return self.params.item_tokens != []
+
+    def use_dataset(self, ds: Dataset) -> Self:
+        """Take item (genres, title, year) and user (age, gender, occupation) features from ``ds``."""
+        self._item_frame = ds.items
+        self._user_frame = ds.users
+        return self
+
+    def set_item_features(
+        self,
+        items: npt.ArrayLike,
+        genres: Sequence[Sequence[str] | None] | None = None,
+        *,
+        titles: Sequence[str | None] | None = None,
+        years: Sequence[int | None] | None = None,
+    ) -> None:
+        """Item features by external id (any of genres, titles, years), before ``fit``."""
+        self._item_frame = cn.item_frame(items, genres, titles, years)
+
+    def set_user_features(
+        self,
+        users: npt.ArrayLike,
+        *,
+        ages: Sequence[int | None] | None = None,
+        genders: Sequence[str | None] | None = None,
+        occupations: Sequence[str | None] | None = None,
+    ) -> None:
+        """User features by external id (any of ages, genders, occupations), before ``fit``."""
+        self._user_frame = cn.user_frame(users, ages, genders, occupations)
+
+    # ----- new items from content ------------------------------------------------------------------
+    def new_item_vectors(
+        self,
+        *,
+        genres: Sequence[Sequence[str] | None] | None = None,
+        titles: Sequence[str | None] | None = None,
+        years: Sequence[int | None] | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """enc1's embedding of items nobody has rated, from their content alone: (n, enc_dim).
+
+        Content tokens unknown to the training vocabulary are left out with a warning; an item with
+        no known token at all gets the UNK embedding (the model's "any item").
+        """
+        self._check_content()
+        net = self._o2v().eval()
+        rows, _ = cn.new_item_tokens(
+            self.layout, self.params.enc1_max_seq_len, self.params.year_bucket, genres, titles, years
+        )
+        with torch.inference_mode():
+            out = net.encode(1, torch.from_numpy(rows).to(_device(net)))
+        return out.cpu().numpy().astype(np.float32)
+
+    def predict_new_items(self, users: npt.ArrayLike, vectors: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Predictions (ratings, or P(label = 1)) of known external users for new items given by
+        :meth:`new_item_vectors`: shape (len(users), len(vectors))."""
+        net = self._o2v().eval()
+        dev = _device(net)
+        uidx = torch.from_numpy(self.users.to_internal(users).astype(np.int64)).to(dev)
+        iv = torch.as_tensor(np.asarray(vectors, dtype=np.float32), device=dev)
+        if iv.ndim != 2 or iv.shape[1] != self.params.enc_dim:
+            raise ValueError(f"vectors must have shape (n, {self.params.enc_dim})")
+        with torch.inference_mode():
+            out = self._grid(net.user_side(uidx), iv, self._values_tensor(dev)).double().cpu().numpy()
+        return self.scale.clip(out) if self.scale is not None else out
+
+    def similar_to_vectors(
+        self, vectors: npt.ArrayLike, k: int = 10
+    ) -> tuple[np.ndarray, npt.NDArray[np.float32]]:
+        """The ``k`` known items nearest each vector (e.g. a new item's) by cosine similarity."""
+        from recengine.evaluation.topn import topk
+
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        q = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        emb = self.item_embeddings()
+        unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        qu = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        idx, top = topk(qu @ unit.T, k, copy=False)
+        return self._external_items(idx), top
+
+    def _check_content(self) -> None:
+        if self.layout.get("mode") != "interactions":
+            raise CapabilityError(
+                f"{self.name}: a model trained on JSON Lines pairs has no content vocabulary"
+            )
+        if not self.layout.get("item_kinds"):
+            raise CapabilityError(
+                f"{self.name} was trained without item side tokens, so it cannot embed an item from "
+                "its content; fit with item features (use_dataset) and item_tokens other than []"
+            )

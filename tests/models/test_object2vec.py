@@ -1,0 +1,503 @@
+"""Object2Vec: encoders, comparators, SageMaker names, presets, JSON Lines, negatives, cold start."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from recengine.data.interactions import Interactions
+from recengine.data.pairs import interactions_to_pairs, read_pairs, write_pairs
+from recengine.errors import CapabilityError, ConfigError, DataError
+from recengine.models.object2vec import Object2Vec
+from recengine.models.object2vec.encoders import (
+    BiLSTMEncoder,
+    Comparator,
+    HCNNEncoder,
+    NetSpec,
+    Object2VecNet,
+    PooledEncoder,
+)
+from recengine.models.object2vec.sampling import sample_negatives
+from recengine.models.object2vec.tokens import PAD, UNK, title_words
+
+FAST = {"threads": 1, "epochs": 30, "batch_size": 32, "enc_dim": 16, "mlp_dim": 16, "val_fraction": 0.0}
+FAST_TOK = {**FAST, "enc0_token_embedding_dim": 16, "enc1_token_embedding_dim": 16}
+
+
+def groups(n_users: int = 24, n_items: int = 16, seed: int = 0) -> Interactions:
+    """Two taste groups: users of group g rate group-g items 5 and the others 1 (a subset of pairs)."""
+    rng = np.random.default_rng(seed)
+    users, items, ratings = [], [], []
+    for u in range(n_users):
+        for i in range(n_items):
+            if rng.random() < 0.6:
+                users.append(u)
+                items.append(i)
+                ratings.append(5.0 if (u % 2) == (i % 2) else 1.0)
+    return Interactions.from_arrays(np.array(users), np.array(items), np.array(ratings))
+
+
+def split_holdout(data: Interactions, seed: int = 1) -> tuple[Interactions, Interactions]:
+    mask = np.random.default_rng(seed).random(len(data)) < 0.2
+    return data.subset(~mask), data.subset(mask)
+
+
+def rmse(model: Object2Vec, test: Interactions) -> float:
+    p = model.predict_internal(test.user, test.item)
+    return float(np.sqrt(np.mean((p - test.values()) ** 2)))
+
+
+# ----- encoders and comparators learn a simple pattern ------------------------------------------------
+@pytest.mark.parametrize("network", ["pooled_embedding", "hcnn", "bilstm"])
+def test_each_encoder_learns_the_groups(network):
+    train, test = split_holdout(groups())
+    m = Object2Vec(FAST_TOK, enc0_network=network, enc1_network=network, lr=0.01, init_std=0.5).fit(train)
+    assert rmse(m, test) < 1.0  # the global mean would be about 2
+
+
+@pytest.mark.parametrize("ops", [["hadamard"], ["concat"], ["abs_diff"], ["hadamard", "concat", "abs_diff"]])
+def test_each_comparator_learns_the_groups(ops):
+    train, test = split_holdout(groups())
+    m = Object2Vec(FAST_TOK, comparator_list=ops, lr=0.01).fit(train)
+    assert rmse(m, test) < 1.0
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu", "linear"])
+def test_mlp_activations_and_no_hidden_layer(act):
+    train, test = split_holdout(groups())
+    for layers in (0, 2):
+        m = Object2Vec(FAST_TOK, mlp_activation=act, mlp_layers=layers, lr=0.01).fit(train)
+        assert rmse(m, test) < 1.2
+
+
+# ----- gradient checks of the hand-written layers ---------------------------------------------------------
+def _embedded(b: int = 3, length: int = 4, d: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(b, length, d, dtype=torch.float64, generator=g, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    return x, mask
+
+
+@pytest.mark.parametrize("kind", ["pooled", "hcnn", "bilstm"])
+def test_encoder_gradients(kind):
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(10, 5)
+    enc: torch.nn.Module
+    if kind == "pooled":
+        enc = PooledEncoder(emb, 6)
+    elif kind == "hcnn":
+        enc = HCNNEncoder(emb, 6, layers=2, filter_width=3)
+    else:
+        enc = BiLSTMEncoder(emb, 6, layers=1)
+    enc = enc.double()
+    x, mask = _embedded()
+    assert torch.autograd.gradcheck(lambda t: enc.encode(t, mask), (x,))
+
+
+def test_pooled_fast_path_equals_masked_mean():
+    torch.manual_seed(0)
+    enc = PooledEncoder(torch.nn.Embedding(10, 5, padding_idx=PAD), 6)
+    tokens = torch.tensor([[3, 4, 0], [5, 0, 0], [1, 2, 9]])
+    slow = enc.encode(enc.embedding(tokens), tokens != PAD)
+    torch.testing.assert_close(enc(tokens), slow)
+
+
+def test_comparator_and_head_gradients():
+    cmp = Comparator(["hadamard", "concat", "abs_diff"], 4)
+    assert cmp.out_dim == 16
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(3, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(3, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(cmp, (a, b))
+    spec = _spec(out_dim=2)
+    net = Object2VecNet(
+        spec, torch.ones(2, 1, dtype=torch.int64), torch.ones(2, 1, dtype=torch.int64)
+    ).double()
+    labels = torch.tensor([0, 1, 1])
+
+    def loss(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(net.combine(u, i), labels)
+
+    u = torch.randn(3, spec.enc_dim, dtype=torch.float64, generator=g, requires_grad=True)
+    i = torch.randn(3, spec.enc_dim, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(loss, (u, i))
+
+
+def _spec(out_dim: int = 1, **kw: object) -> NetSpec:
+    base: dict[str, object] = dict(
+        vocab0=6,
+        vocab1=6,
+        networks=("pooled_embedding", "pooled_embedding"),
+        token_dims=(4, 4),
+        enc_dim=4,
+        layers=(1, 1),
+        filter_widths=(3, 3),
+        tied_embedding=False,
+        shared_encoder=False,
+        comparator=("hadamard", "concat", "abs_diff"),
+        mlp_layers=1,
+        mlp_dim=5,
+        activation="tanh",
+        dropout=0.0,
+        out_dim=out_dim,
+        init_std=0.1,
+        id_dropout=(0.0, 0.0),
+    )
+    base.update(kw)
+    return NetSpec(**base)  # type: ignore[arg-type]
+
+
+def test_combine_grid_matches_pairs():
+    torch.manual_seed(0)
+    net = Object2VecNet(_spec(), torch.ones(2, 1, dtype=torch.int64), torch.ones(2, 1, dtype=torch.int64))
+    u, i = torch.randn(3, 4), torch.randn(5, 4)
+    grid = net.combine_grid(u, i)
+    pairs = net.combine(u.repeat_interleave(5, dim=0), i.repeat(3, 1)).reshape(3, 5, 1)
+    torch.testing.assert_close(grid, pairs)
+
+
+def test_tied_and_shared_encoders_train():
+    train, test = split_holdout(groups())
+    m = Object2Vec(FAST_TOK, tied_token_embedding_weight=True, shared_encoder=True, lr=0.01).fit(train)
+    net = m.net
+    assert net is not None and net.enc0 is net.enc1
+    assert rmse(m, test) < 1.0
+
+
+# ----- parameters: SageMaker names, presets, rejects -----------------------------------------------
+def test_sagemaker_names_are_accepted():
+    m = Object2Vec(
+        {
+            "enc_dim": 64,
+            "token_embedding_dim": 32,
+            "enc0_network": "hcnn",
+            "enc1_network": "bilstm",
+            "enc0_max_seq_len": 4,
+            "mlp_layers": 2,
+            "mlp_dim": 32,
+            "mlp_activation": "tanh",
+            "output_layer": "softmax",
+            "num_classes": 3,
+            "negative_sampling_rate": 2,
+            "tied_token_embedding_weight": "false",
+            "early_stopping_patience": 5,
+            "early_stopping_tolerance": 0.001,
+            "mini_batch_size": 128,
+            "learning_rate": 0.01,
+            "epochs": 3,
+            "optimizer": "adagrad",
+            "weight_decay": 0.0,
+            "dropout": 0.1,
+            "comparator_list": "hadamard, abs_diff",
+            "enc0_layers": "auto",
+            "enc1_vocab_size": 10,
+        }
+    )
+    p = m.params
+    assert (p.batch_size, p.lr, p.patience, p.tolerance) == (128, 0.01, 5, 0.001)
+    assert p.enc0_token_embedding_dim == p.enc1_token_embedding_dim == 32
+    assert p.comparator_list == ["hadamard", "abs_diff"] and p.tied_token_embedding_weight is False
+    assert p.layers(0) == 2 and p.layers(1) == 1
+
+
+@pytest.mark.parametrize("name", ["_kvstore", "enc0_pretrained_embedding_file", "bucket_width", "frobnicate"])
+def test_unsupported_names_are_rejected_by_name(name):
+    with pytest.raises(ConfigError, match=f"unknown parameter '{name}'"):
+        Object2Vec({name: "auto"})
+
+
+def test_bad_values_and_conflicts():
+    with pytest.raises(ConfigError, match="optimizer"):
+        Object2Vec(optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="give only one"):
+        Object2Vec(lr=0.1, learning_rate=0.2)
+    with pytest.raises(ConfigError, match="even enc_dim"):
+        Object2Vec(enc0_network="bilstm", enc_dim=33)
+    with pytest.raises(ConfigError, match="shared_encoder"):
+        Object2Vec(shared_encoder=True, enc0_network="hcnn")
+    with pytest.raises(ConfigError, match="repeats"):
+        Object2Vec(comparator_list=["concat", "concat"])
+
+
+def test_preset_fills_and_explicit_params_win():
+    m = Object2Vec(preset="seed-lab2")
+    p = m.params
+    assert (p.enc_dim, p.enc0_token_embedding_dim, p.mlp_dim, p.mlp_activation) == (1024, 300, 256, "tanh")
+    assert (p.batch_size, p.epochs, p.patience, p.tolerance, p.lr) == (64, 20, 3, 0.01, 0.001)
+    c = Object2Vec({"preset": "seed-lab2-classifier", "mini_batch_size": 512}).params
+    assert (c.enc_dim, c.mlp_dim, c.mlp_activation, c.output_layer, c.batch_size) == (
+        2048,
+        1024,
+        "relu",
+        "softmax",
+        512,
+    )
+    assert Object2Vec(preset="seed-lab2", enc_dim=8).params.enc_dim == 8
+    with pytest.raises(ConfigError, match="unknown preset"):
+        Object2Vec(preset="seed-lab9")
+    assert Object2Vec(**m.get_params()).get_params() == m.get_params()  # round trip through JSON data
+
+
+# ----- JSON Lines ---------------------------------------------------------------------------------------
+def test_fit_from_json_lines_and_pair_inference(tmp_path: Path):
+    data = groups()
+    path = tmp_path / "train.jsonl"
+    write_pairs(path, data.user + 1, data.item + 1, data.values())  # raw tokens 1..n like the notebook
+    m = Object2Vec(FAST_TOK, lr=0.01).fit_pairs(path)
+    assert m.layout["mode"] == "pairs"
+    pairs = read_pairs(path)
+    scores = m.predict_pairs(pairs)
+    assert scores.shape == (len(data),)
+    assert np.sqrt(np.mean((scores - data.values()) ** 2)) < 0.8
+    np.testing.assert_allclose(m.predict(data.user[:5] + 1, data.item[:5] + 1), scores[:5], rtol=1e-5)
+    assert m.embed(0, [[1], [2]]).shape == (2, 16)
+    assert m.embed(1, [[3, 4]]).shape == (1, 16)  # any sequence of known raw tokens
+    with pytest.raises(DataError, match="in1 of row 0 holds token 999"):
+        m.embed(1, [[999]])
+
+
+def test_json_lines_softmax_classes(tmp_path: Path):
+    data = groups()
+    labels = (data.values() > 3).astype(np.float32)
+    path = tmp_path / "bin.jsonl"
+    write_pairs(path, data.user, data.item, labels)
+    m = Object2Vec(FAST_TOK, lr=0.01, output_layer="softmax").fit_pairs(path)
+    probs = m.predict_pairs(path)
+    assert probs.shape == (len(data), 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.mean((probs[:, 1] > 0.5) == labels) > 0.9
+    bad = tmp_path / "bad.jsonl"
+    write_pairs(bad, data.user, data.item, data.values())
+    with pytest.raises(DataError, match="does not fit output_layer=softmax"):
+        Object2Vec(FAST_TOK, output_layer="softmax").fit_pairs(bad)
+
+
+def test_malformed_json_lines_name_line_and_field(tmp_path: Path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"in0": [1], "in1": [2], "label": 4}\n{"in0": [1], "in1": "x", "label": 3}\n')
+    with pytest.raises(DataError, match=r"line 2.*'in1'"):
+        Object2Vec(FAST).fit_pairs(path)
+    path.write_text('{"in0": [1], "in1": [2]}\n')
+    with pytest.raises(DataError, match="need a 'label'"):
+        Object2Vec(FAST).fit_pairs(path)
+
+
+def test_sequences_longer_than_max_seq_len_are_truncated_and_counted(tmp_path: Path):
+    path = tmp_path / "long.jsonl"
+    in0 = [[1], [2], [1], [2]]
+    in1 = [[3, 4, 5, 6, 7], [3], [8, 9], [3]]
+    write_pairs(path, in0, in1, np.array([1.0, 2.0, 3.0, 4.0]))
+    with pytest.warns(UserWarning, match="1 in1 token sequences were longer than max_seq_len=3"):
+        m = Object2Vec(FAST, enc1_max_seq_len=3, epochs=2).fit_pairs(path)
+    assert m.history["object2vec"]["truncated"] == {"user": 0, "item": 1}
+    with pytest.warns(UserWarning, match="truncated"):
+        m.embed(1, [[1, 2, 3, 4, 5]])
+
+
+# ----- labels -------------------------------------------------------------------------------------------
+def test_softmax_on_ratings_needs_a_threshold():
+    data = groups()
+    with pytest.raises(DataError, match="label_threshold"):
+        Object2Vec(FAST, output_layer="softmax").fit(data)
+    m = Object2Vec(FAST_TOK, output_layer="softmax", label_threshold=3, lr=0.01).fit(data)
+    p = m.predict_internal(data.user, data.item)
+    assert p.min() >= 0 and p.max() <= 1  # P(label = 1), not a rating
+    assert np.mean((p > 0.5) == (data.values() > 3)) > 0.9
+    assert m.scale is not None and m.scale.high == 1.0
+
+
+def test_negative_sampling_never_emits_a_known_positive_and_respects_the_rate():
+    rng = np.random.default_rng(3)
+    n_users, n_items = 7, 9
+    users, items = [], []
+    for user in range(n_users):
+        k = int(rng.integers(1, n_items))  # user 0..6 each with 1..8 known items, none with all 9
+        users += [user] * k
+        items += sorted(rng.choice(n_items, size=k, replace=False).tolist())
+    u, i = np.array(users), np.array(items)
+    known = set(zip(users, items, strict=True))
+    for mode in ("uniform", "popularity"):
+        for seed in range(20):
+            nu, ni, short = sample_negatives(u, i, n_items, 3, mode, seed)
+            assert short == 0
+            assert not known & set(zip(nu.tolist(), ni.tolist(), strict=True))
+            np.testing.assert_array_equal(
+                np.bincount(nu, minlength=n_users), 3 * np.bincount(u, minlength=n_users)
+            )
+    # a user with the whole catalog cannot get negatives: counted, not invented
+    full_u = np.array([0] * n_items + [1])
+    full_i = np.array([*range(n_items), 0])
+    nu, ni, short = sample_negatives(full_u, full_i, n_items, 2, "uniform", 0)
+    assert short == 2 * n_items and set(nu.tolist()) == {1} and 0 not in ni
+
+
+def test_popularity_sampling_prefers_popular_items():
+    users = np.repeat(np.arange(200), 2)
+    items = np.where(np.arange(400) % 2 == 0, 0, 1 + np.arange(400) % 50)
+    _, ni, _ = sample_negatives(users, items, 200, 1, "popularity", 0)
+    counts = np.bincount(ni, minlength=200)
+    assert counts[1:51].sum() > 0.9 * len(ni)  # only items with training rows are drawn
+
+
+def test_negative_sampling_model_ranks_the_own_group_first():
+    data = groups()
+    m = Object2Vec(FAST_TOK, negative_sampling_rate=2, output_layer="softmax", lr=0.01).fit(data)
+    assert m.history["object2vec"]["negatives"] == 2 * len(data)
+    assert m.scale is not None and (m.scale.low, m.scale.high) == (0.0, 1.0)
+
+
+# ----- side tokens, cold start, content ------------------------------------------------------------------
+def content_data() -> tuple[Interactions, pl.DataFrame, pl.DataFrame]:
+    """Even items (genre A, "Love" titles) are liked by everyone, odd ones (genre B, "War") disliked;
+    items 18 (A) and 19 (B) have a single rating each, left out of training in the cold-start test."""
+    rng = np.random.default_rng(0)
+    users, items, ratings = [], [], []
+    for u in range(30):
+        for i in range(18):
+            if rng.random() < 0.5:
+                users.append(u)
+                items.append(i)
+                ratings.append(5.0 if i % 2 == 0 else 1.0)
+    users += [0, 0]
+    items += [18, 19]
+    ratings += [5.0, 1.0]
+    data = Interactions.from_arrays(np.array(users), np.array(items), np.array(ratings))
+    meta = pl.DataFrame(
+        {
+            "item": list(range(20)),
+            "title": [f"Movie {i} {'Love' if i % 2 == 0 else 'War'}" for i in range(20)],
+            "year": [1990 + i for i in range(20)],
+            "genres": [["A"] if i % 2 == 0 else ["B"] for i in range(20)],
+        }
+    )
+    people = pl.DataFrame(
+        {
+            "user": list(range(30)),
+            "age": [20 + u for u in range(30)],
+            "gender": ["M", "F"] * 15,
+            "occupation": ["x"] * 30,
+        }
+    )
+    return data, meta, people
+
+
+def test_cold_item_is_embedded_from_content():
+    data, meta, people = content_data()
+    train = data.subset(data.items.to_external(data.item) < 18)  # items 18, 19: nobody rated them
+    m = Object2Vec(FAST_TOK, lr=0.01, id_dropout=0.3)
+    m.set_item_features(
+        meta["item"], meta["genres"].to_list(), titles=meta["title"].to_list(), years=meta["year"].to_list()
+    )
+    m.set_user_features(people["user"], ages=people["age"].to_list(), genders=people["gender"].to_list())
+    m.fit(train)
+    h = m.history["object2vec"]["side_tokens"]
+    assert h == {"user": ["age", "gender"], "item": ["genres", "title", "year"]}
+    net = m.net
+    assert net is not None
+    cold = m.items.to_internal([18, 19])
+    assert net.get_buffer("item_tokens")[cold, 0].tolist() == [UNK, UNK]
+    emb = m.item_embeddings()
+    with pytest.warns(UserWarning, match="genre:nonexistent"):
+        unknown = m.new_item_vectors(genres=[["nonexistent"]])
+    assert not np.allclose(emb[cold[0]], unknown[0]) and not np.allclose(emb[cold[1]], unknown[0])
+    # the cold items are predicted like the rated items of their genre and title words
+    assert m.predict(np.arange(30), np.full(30, 18)).mean() > 4.0
+    assert m.predict(np.arange(30), np.full(30, 19)).mean() < 2.0
+    vec = m.new_item_vectors(genres=[["A"], ["B"]], titles=["Movie Love", "Movie War"], years=[2000, 2000])
+    scores = m.predict_new_items(np.arange(30), vec)
+    assert scores.shape == (30, 2) and np.all(scores[:, 0] > scores[:, 1])
+    ids, _ = m.similar_to_vectors(vec[:1], k=5)
+    assert np.mean(ids[0] % 2 == 0) >= 0.8
+    with pytest.warns(UserWarning, match="not in the training vocabulary"):
+        m.new_item_vectors(genres=[["A", "Z"]])
+
+
+def test_item_tokens_asked_for_but_not_given_is_an_error():
+    with pytest.raises(ConfigError, match="item side tokens"):
+        Object2Vec(FAST, item_tokens=["genres"]).fit(groups())
+    m = Object2Vec(FAST, epochs=1).fit(groups())  # auto, nothing given: ids only, recorded
+    assert m.history["object2vec"]["side_tokens"] == {"user": [], "item": []}
+    with pytest.raises(CapabilityError, match="without item side tokens"):
+        m.new_item_vectors(genres=[["A"]])
+
+
+def test_title_words():
+    assert title_words("Die Hard (1988)") == ["die", "hard"]
+    assert title_words("Terminator, The") == ["terminator"]
+    assert title_words(None) == []
+
+
+# ----- determinism, state, embeddings --------------------------------------------------------------------
+def test_same_seed_same_model_and_state_round_trip():
+    data, meta, _ = content_data()
+    a = Object2Vec(FAST_TOK, epochs=3, dropout=0.2)
+    a.set_item_features(meta["item"], meta["genres"].to_list(), titles=meta["title"].to_list())
+    a.fit(data)
+    b = Object2Vec(FAST_TOK, epochs=3, dropout=0.2)
+    b.set_item_features(meta["item"], meta["genres"].to_list(), titles=meta["title"].to_list())
+    b.fit(data)
+    np.testing.assert_array_equal(
+        a.predict_internal(data.user, data.item), b.predict_internal(data.user, data.item)
+    )
+    c = Object2Vec(**a.get_params())
+    c.restore(a.users, a.items, a.scale, a.seen(), a.state_arrays(), a.history)
+    np.testing.assert_array_equal(
+        a.predict_internal(data.user, data.item), c.predict_internal(data.user, data.item)
+    )
+    np.testing.assert_array_equal(a.new_item_vectors(genres=[["A"]]), c.new_item_vectors(genres=[["A"]]))
+    assert json.dumps(c.layout) == json.dumps(a.layout)
+
+
+def test_embeddings_and_similar_items():
+    data = groups()
+    m = Object2Vec(FAST_TOK, lr=0.01).fit(data)
+    assert m.user_embeddings().shape == (data.n_users, 16)
+    assert m.item_embeddings().shape == (data.n_items, 16)
+    np.testing.assert_allclose(m.embed(1, [[3]])[0], m.item_embeddings()[3], rtol=1e-5)
+    ids, _ = m.similar_items([0, 1], k=3)
+    assert np.mean(ids[0] % 2 == 0) >= 2 / 3 and np.mean(ids[1] % 2 == 1) >= 2 / 3
+    with pytest.raises(DataError, match="one internal item id"):
+        m.embed(1, [[999]])
+
+
+def test_interactions_pairs_round_trip():
+    data = groups()
+    m = Object2Vec(FAST_TOK, epochs=2).fit(data)
+    pairs = interactions_to_pairs(data)
+    np.testing.assert_allclose(m.predict_pairs(pairs), m.predict_internal(data.user, data.item), rtol=1e-5)
+
+
+# ----- quality floor on real data ------------------------------------------------------------------------
+def test_quality_floor_on_ml100k_ua(ml100k_dir: Path):
+    from recengine.evaluation.protocols import build
+    from recengine.models.baselines import Bias
+
+    run = build("ml100k-ua", ml100k_dir)
+    fold = run.folds[0]
+    bias = Bias().fit(fold.train)
+    base = float(
+        np.sqrt(np.mean((bias.predict_internal(fold.test.user, fold.test.item) - fold.test.values()) ** 2))
+    )
+    m = Object2Vec(
+        threads=1,
+        epochs=4,
+        batch_size=512,
+        lr=0.003,
+        weight_decay=1e-4,
+        val_fraction=0.0,
+        enc_dim=32,
+        mlp_dim=64,
+        token_embedding_dim=32,
+    )
+    m.use_dataset(run.dataset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.fit(fold.train)
+    got = rmse(m, fold.test)
+    assert got < base, f"object2vec RMSE {got:.4f} does not beat the bias baseline {base:.4f}"
