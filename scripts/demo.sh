@@ -16,6 +16,6 @@ if ! recengine data info ml-100k --json >/dev/null 2>&1; then
   fi
 fi
 recengine data info ml-100k
-recengine compare --models global-mean,user-mean,bias,popularity \
+recengine compare --models global-mean,user-mean,bias,popularity,mf \
   --protocols ml100k-u,ml100k-ua,ml100k-ua-binary,topn-ml100k
-recengine recommend --data ml-100k --model bias --user 1 -k 10
+recengine recommend --data ml-100k --model mf --user 1 -k 10
