@@ -418,6 +418,11 @@ def test_cold_item_is_embedded_from_content():
         m.new_item_vectors(genres=[["A", "Z"]])
 
 
+def test_vocab_size_is_for_json_lines_only():
+    with pytest.raises(ConfigError, match="enc0_vocab_size applies to training from JSON Lines"):
+        Object2Vec(FAST, enc0_vocab_size=944).fit(groups())
+
+
 def test_item_tokens_asked_for_but_not_given_is_an_error():
     with pytest.raises(ConfigError, match="item side tokens"):
         Object2Vec(FAST, item_tokens=["genres"]).fit(groups())

@@ -23,7 +23,7 @@ import polars as pl
 import torch
 
 from recengine.data.dataset import Dataset
-from recengine.data.interactions import Interactions, RatingScale
+from recengine.data.interactions import Interactions
 from recengine.data.pairs import Pairs, read_pairs
 from recengine.errors import CapabilityError, ConfigError, DataError
 from recengine.models._torch_base import PAIR_CHUNK, TorchRecommender, _device
@@ -31,9 +31,9 @@ from recengine.models._torch_nets import RatingTask
 from recengine.models.base import Capabilities
 from recengine.models.object2vec import content as cn
 from recengine.models.object2vec import tokens as tk
+from recengine.models.object2vec.data import pairs_training_data, training_arrays
 from recengine.models.object2vec.encoders import NetSpec, Object2VecNet
 from recengine.models.object2vec.params import Object2VecParams
-from recengine.models.object2vec.sampling import sample_negatives
 from recengine.training.device import seeded
 
 LAYOUT_KEY = "object2vec.layout"  # JSON of the token layout, stored as uint8 bytes among the arrays
@@ -74,30 +74,8 @@ class Object2Vec(TorchRecommender):
         ``0 .. enc{0,1}_vocab_size - 1`` (the sizes default to the largest token + 1).
         """
         data = pairs if isinstance(pairs, Pairs) else read_pairs(pairs)
-        if data.labels is None:
-            raise DataError("training pairs need a 'label' on every line; these have none")
-        p = self.params
-        ids, seqs, sizes = [], [], []
-        for side, (arr, lengths, given) in enumerate(
-            ((data.in0, data.in0_len, p.enc0_vocab_size), (data.in1, data.in1_len, p.enc1_vocab_size))
-        ):
-            size = given if given is not None else int(arr.max()) + 1
-            key = np.concatenate([lengths[:, None].astype(np.int64), arr], axis=1)
-            uniq, inverse = np.unique(key, axis=0, return_inverse=True)
-            max_len = p.enc0_max_seq_len if side == 0 else p.enc1_max_seq_len
-            table, truncated = tk.pad_sequences(uniq[:, 1:], uniq[:, 0], max_len, size, f"in{side}")
-            single = bool(np.all(lengths == 1))
-            ext = uniq[:, 1] if single else np.arange(len(uniq), dtype=np.int64)
-            ids.append(ext[inverse.reshape(-1)])
-            seqs.append(tk.TokenTable(table, truncated=truncated))
-            sizes.append(size)
-        labels = data.labels.astype(np.float32)
-        scale: RatingScale | str = "infer"
-        if p.output_layer == "softmax" and p.label_threshold is None and p.negative_sampling_rate == 0:
-            scale = RatingScale(0.0, float(p.num_classes - 1), 1.0)
-            self._check_classes(labels, "training pairs")
-        train = Interactions.from_arrays(ids[0], ids[1], labels, scale=scale)  # type: ignore[arg-type]
-        self._pending_pairs = (seqs[0], seqs[1], (sizes[0], sizes[1]))
+        train, user_table, item_table, sizes = pairs_training_data(data, self.params)
+        self._pending_pairs = (user_table, item_table, sizes)
         try:
             return self.fit(train, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress)
         finally:
@@ -107,7 +85,9 @@ class Object2Vec(TorchRecommender):
         from recengine.training.loop import train as run_training
 
         p = self.params
-        arrays, info = self._training_arrays(train)
+        arrays, info, scale = training_arrays(train, p)
+        if scale is not None:  # binary or class labels: predictions are P(label = 1) or the class
+            self._scale = scale
         user_table, item_table, raw = self._tables(train)
         self.layout = self._layout(user_table, item_table, raw)
         spec = self._spec()
@@ -138,56 +118,17 @@ class Object2Vec(TorchRecommender):
         self.history = {**result.as_dict(), "object2vec": info}
         net.eval()
 
-    def _training_arrays(self, train: Interactions) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Rows, targets and class labels for the head, from the data's values, a threshold or negatives.
-
-        Binary or class targets put the model on the scale 0 .. num_classes-1 (0–1 for two), so that
-        predictions are P(label = 1) (or the expected class), not ratings clipped to 1–5.
-        """
-        p = self.params
-        values = train.values().astype(np.float32)
-        info: dict[str, Any] = {"rows": len(train)}
-        if p.label_threshold is not None:
-            values = (values > p.label_threshold).astype(np.float32)
-        users, items = train.user.astype(np.int32), train.item.astype(np.int32)
-        if p.negative_sampling_rate > 0:
-            if p.label_threshold is None:
-                values = np.ones(len(train), dtype=np.float32)  # every observed row is a positive
-            nu, ni, short = sample_negatives(
-                train.user, train.item, train.n_items, p.negative_sampling_rate, p.negative_sampling, p.seed
-            )
-            users = np.concatenate([users, nu])
-            items = np.concatenate([items, ni])
-            values = np.concatenate([values, np.zeros(len(nu), dtype=np.float32)])
-            info.update(negatives=len(nu), negatives_short=short)
-        binary = p.label_threshold is not None or p.negative_sampling_rate > 0
-        if p.output_layer == "softmax":
-            self._check_classes(values, "training labels")
-            self._scale = RatingScale(0.0, float(p.num_classes - 1), 1.0)
-        elif binary:
-            self._scale = RatingScale(0.0, 1.0, 1.0)
-        arrays: dict[str, np.ndarray] = {"user": users, "item": items, "target": values}
-        if p.output_layer == "softmax":
-            arrays["label"] = values.astype(np.int64)
-        return arrays, info
-
-    def _check_classes(self, labels: npt.NDArray[np.floating], what: str) -> None:
-        """softmax labels must be the class indices 0 .. num_classes-1."""
-        c = self.params.num_classes
-        bad = (labels < 0) | (labels > c - 1) | (labels != np.round(labels))
-        if bool(bad.any()):
-            row = int(np.argmax(bad))
-            raise DataError(
-                f"{what}: label {float(labels[row]):g} (row {row}) does not fit output_layer=softmax with "
-                f"num_classes={c} (labels must be 0..{c - 1}); for ratings set label_threshold (e.g. 3) "
-                "or use output_layer=mean_squared_error"
-            )
-
     # ----- token tables ----------------------------------------------------------------------------
     def _tables(self, train: Interactions) -> tuple[tk.TokenTable, tk.TokenTable, tuple[int, int] | None]:
         p = self.params
         if self._pending_pairs is not None:
             return self._pending_pairs
+        given = [f"enc{k}_vocab_size" for k in (0, 1) if getattr(p, f"enc{k}_vocab_size") is not None]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} applies to training from JSON Lines pairs (raw token ids); training "
+                "on interactions builds the vocabularies from the ids and side tokens, so leave it out"
+            )
         user_rows = np.bincount(train.user, minlength=train.n_users) > 0
         item_rows = np.bincount(train.item, minlength=train.n_items) > 0
         ukinds = tk.resolve_kinds(

@@ -1,0 +1,363 @@
+"""Object2Vec's targets of issue 4, measured in one run beside the baselines, the seed's presets and peers.
+
+    python benchmarks/object2vec_quality.py [--data DIR] [--out benchmarks/results] [--quick] [--no-speed]
+
+* ``ml100k-ua``: RMSE/MAE of our defaults (with side tokens), ids only, the ``seed-lab2`` preset, the
+  bias baseline and Surprise (SVD, SVD++), all on ua.base/ua.test.
+* ``ml100k-ua-binary``: accuracy, F1, AUC, log loss of our defaults (squared error on the 0/1 labels),
+  a softmax head and the ``seed-lab2-classifier`` preset, beside the bias baseline.
+* ``topn-ml100k``: NDCG@10 (and recall, HR, coverage) of the negative-sampling model beside popularity
+  and implicit's ALS.
+* cold-start movies: 10% of the movies of ua.base (``default_rng(0)``) are removed from training;
+  RMSE on their ua.test ratings of the content-token model, the ids-only model (every cold movie is
+  the UNK token) and mu + b_u (user bias plus global mean; these movies have no item bias).
+* training speed on the ml-20m shape (synthetic, seed 0): one epoch over 1,000,000 sampled rows (the
+  full id space; 100,000 of them for dense Adam, which updates every table row at each step),
+  samples/s of object2vec and deep-mf in the same process, one thread each.
+* Terminator's nearest movies by cosine of the item embeddings, for each fitted ml100k-ua model.
+
+Everything tuned (early stopping, the defaults) used a 5% part of the training rows, never test rows.
+Writes ``object2vec_quality.json`` and ``object2vec_quality.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recengine.data.dataset import Dataset
+from recengine.data.interactions import Interactions
+from recengine.data.splits import Fold
+from recengine.evaluation.metrics import binary_metrics, rating_metrics
+from recengine.evaluation.protocols import ProtocolRun, build
+from recengine.evaluation.runner import run_context
+from recengine.evaluation.topn import evaluate_topn
+from recengine.models.base import Recommender
+from recengine.models.registry import create
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import run_peer  # the peers' code of the main quality benchmark
+
+THREADS = {"threads": 1}  # the machine is shared: one thread keeps timings comparable
+RATING_CONFIGS: dict[str, dict[str, Any]] = {
+    "object2vec (defaults)": {},
+    "object2vec (ids only)": {"user_tokens": [], "item_tokens": []},
+    "object2vec preset=seed-lab2": {"preset": "seed-lab2"},
+}
+BINARY_CONFIGS: dict[str, dict[str, Any]] = {
+    "object2vec (defaults, squared error)": {},
+    "object2vec (softmax)": {"output_layer": "softmax"},
+    "object2vec preset=seed-lab2-classifier": {"preset": "seed-lab2-classifier"},
+}
+#: Chosen on an inner hold-out of the training rows (the same procedure applied to them).
+TOPN_CONFIG: dict[str, Any] = {
+    "negative_sampling_rate": 5,
+    "output_layer": "softmax",
+    "weight_decay": 0.0,
+    "epochs": 10,
+}
+PUBLISHED = {
+    "ml100k-ua": "seed notebook (SageMaker Object2Vec): RMSE about 0.954",
+    "ml100k-ua-binary": "seed notebook: accuracy about 0.704; SageMaker factorization machines 0.693, "
+    "F1 0.734",
+}
+TERMINATOR, NEIGHBOURS = 195, 10
+
+
+def fit(
+    name: str, params: dict[str, Any], train: Interactions, ds: Dataset | None
+) -> tuple[Recommender, float]:
+    model = create(name, {**THREADS, **params} if name in ("object2vec", "deep-mf") else params)
+    if ds is not None and hasattr(model, "use_dataset"):
+        model.use_dataset(ds)
+    t0 = time.perf_counter()
+    model.fit(train)
+    return model, time.perf_counter() - t0
+
+
+def training_info(model: Recommender) -> dict[str, Any]:
+    h = model.history or {}
+    out = {k: h.get(k) for k in ("best_epoch", "stopped", "val_metric", "best_value")}
+    out["epochs_run"] = len(h.get("history") or [])
+    if "object2vec" in h:
+        out["side_tokens"] = h["object2vec"].get("side_tokens")
+    return out
+
+
+def neighbours(model: Recommender, ds: Dataset) -> list[str]:
+    assert ds.items is not None
+    titles = dict(zip(ds.items["item"].to_list(), ds.items["title"].to_list(), strict=True))
+    ids, _ = model.similar_items([TERMINATOR], k=NEIGHBOURS)
+    return [f"{titles.get(int(i), i)} ({int(i)})" for i in ids[0]]
+
+
+def rating_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
+    fold, ds = run.folds[0], run.dataset
+    rows = []
+    for label, params in RATING_CONFIGS.items():
+        model, secs = fit("object2vec", {**params, **({"epochs": 2} if quick else {})}, fold.train, ds)
+        pred = model.predict_internal(fold.test.user, fold.test.item)
+        rows.append(
+            {
+                "system": label,
+                "params": model.get_params(),
+                "fit_seconds": secs,
+                **rating_metrics(fold.test.values(), pred),
+                **training_info(model),
+                "terminator_neighbours": neighbours(model, ds),
+            }
+        )
+    bias, secs = fit("bias", {}, fold.train, None)
+    rows.append(
+        {
+            "system": "recengine bias",
+            "fit_seconds": secs,
+            **rating_metrics(fold.test.values(), bias.predict_internal(fold.test.user, fold.test.item)),
+        }
+    )
+    for peer in ("surprise-svd", "surprise-svdpp") if not quick else ():
+        res = run_peer(peer, run)
+        rows.append(
+            {
+                "system": f"{peer} (peer)",
+                "fit_seconds": res["fit_seconds"],
+                "rmse": res["rmse"],
+                "mae": res["mae"],
+            }
+        )
+    return rows
+
+
+def binary_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
+    fold, ds = run.folds[0], run.dataset
+    rows = []
+    for label, params in BINARY_CONFIGS.items():
+        model, secs = fit("object2vec", {**params, **({"epochs": 2} if quick else {})}, fold.train, ds)
+        p = model.predict_internal(fold.test.user, fold.test.item)
+        rows.append(
+            {
+                "system": label,
+                "params": model.get_params(),
+                "fit_seconds": secs,
+                **binary_metrics(fold.test.values(), p),
+                **training_info(model),
+            }
+        )
+    bias, secs = fit("bias", {}, fold.train, None)
+    p = bias.predict_internal(fold.test.user, fold.test.item)
+    rows.append({"system": "recengine bias", "fit_seconds": secs, **binary_metrics(fold.test.values(), p)})
+    return rows
+
+
+def topn_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
+    fold, ds = run.folds[0], run.dataset
+    rows = []
+    model, secs = fit("object2vec", {**TOPN_CONFIG, **({"epochs": 1} if quick else {})}, fold.train, ds)
+    res = evaluate_topn(model.score, fold.train, fold.test, k=10)
+    rows.append(
+        {
+            "system": "object2vec (negative sampling)",
+            "params": model.get_params(),
+            "fit_seconds": secs,
+            **{k: float(v) for k, v in res.items()},
+            **training_info(model),
+        }
+    )
+    pop, secs = fit("popularity", {}, fold.train, None)
+    res = evaluate_topn(pop.score, fold.train, fold.test, k=10)
+    rows.append(
+        {"system": "recengine popularity", "fit_seconds": secs, **{k: float(v) for k, v in res.items()}}
+    )
+    if not quick:
+        res = run_peer("implicit-als", run)
+        rows.append(
+            {"system": "implicit-als (peer)", **{k: v for k, v in res.items() if isinstance(v, float)}}
+        )
+    return rows
+
+
+def cold_section(run: ProtocolRun, quick: bool) -> dict[str, Any]:
+    fold, ds = run.folds[0], run.dataset
+    movies = np.unique(fold.train.item)
+    held = np.random.default_rng(0).choice(movies, size=round(0.1 * len(movies)), replace=False)
+    train = fold.train.subset(~np.isin(fold.train.item, held))
+    test = fold.test.subset(np.isin(fold.test.item, held))
+    cold = Fold("cold-movies", train, test)
+    rows = []
+    for label, params in (
+        ("object2vec (content tokens)", {}),
+        ("object2vec (ids only)", RATING_CONFIGS["object2vec (ids only)"]),
+    ):
+        model, secs = fit("object2vec", {**params, **({"epochs": 2} if quick else {})}, cold.train, ds)
+        pred = model.predict_internal(cold.test.user, cold.test.item)
+        rows.append({"system": label, "fit_seconds": secs, **rating_metrics(cold.test.values(), pred)})
+    bias, secs = fit("bias", {}, cold.train, None)
+    pred = bias.predict_internal(cold.test.user, cold.test.item)  # b_i = 0: these movies have no rows
+    rows.append(
+        {
+            "system": "mu + b_u (user bias and global mean)",
+            "fit_seconds": secs,
+            **rating_metrics(cold.test.values(), pred),
+        }
+    )
+    return {"held_movies": len(held), "train_rows": len(train), "test_rows": len(test), "rows": rows}
+
+
+def speed_section(quick: bool) -> dict[str, Any]:
+    from recengine.data.synthetic import generate_arrays
+
+    t0 = time.perf_counter()
+    data = generate_arrays(preset="ml-20m", seed=0).to_interactions()
+    gen = time.perf_counter() - t0
+    n = 20_000 if quick else 1_000_000
+    rows_idx = np.sort(np.random.default_rng(0).choice(len(data), size=n, replace=False))
+    sub = data.subset(rows_idx)
+    dense = sub.subset(np.arange(n // 10))  # dense Adam updates every table row each step: slow
+    one = {"epochs": 1, "val_fraction": 0.0}
+    ids = RATING_CONFIGS["object2vec (ids only)"]
+    configs: list[tuple[str, str, dict[str, Any], Interactions]] = [
+        ("object2vec (ids only, defaults: Adam, batch 256)", "object2vec", {**one, **ids}, dense),
+        ("object2vec (ids only, Adam, batch 1024)", "object2vec", {**one, **ids, "batch_size": 1024}, dense),
+        (
+            "object2vec (ids only, Adagrad, sparse gradients, batch 1024)",
+            "object2vec",
+            {
+                **one,
+                **RATING_CONFIGS["object2vec (ids only)"],
+                "batch_size": 1024,
+                "optimizer": "adagrad",
+                "lr": 0.02,
+                "weight_decay": 0.0,
+            },
+            sub,
+        ),
+        ("deep-mf (defaults)", "deep-mf", one, sub),
+    ]
+    rows = []
+    for label, name, params, rows_in in configs:
+        model, secs = fit(name, params, rows_in, None)
+        epoch = model.history["history"][0]
+        rows.append(
+            {
+                "system": label,
+                "rows": len(rows_in),
+                "samples_per_second": epoch["samples_per_second"],
+                "epoch_seconds": epoch["seconds"],
+                "fit_seconds": secs,
+            }
+        )
+    ref = rows[-1]["samples_per_second"]
+    for r in rows:
+        r["vs_deep_mf"] = r["samples_per_second"] / ref
+    return {
+        "ratings": len(data),
+        "users": data.n_users,
+        "items": data.n_items,
+        "rows_timed": n,
+        "generate_seconds": gen,
+        "rows": rows,
+    }
+
+
+# ----- report -----------------------------------------------------------------------------------------
+def _table(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
+    out = ["| system | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for r in rows:
+        cells = [f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols]
+        out.append(f"| {r['system']} | " + " | ".join(cells) + " |")
+    return out
+
+
+def markdown(res: dict[str, Any]) -> str:
+    c = res["context"]
+    lines = [
+        f"Measured {c['date']} on {c['machine']}, recengine {c['recengine_version']}, one torch thread.",
+        "",
+    ]
+    if "ml100k-ua" in res:
+        lines += [
+            "**ml100k-ua** (ua.base / ua.test; target RMSE <= 0.920; " + PUBLISHED["ml100k-ua"] + ")",
+            "",
+        ]
+        lines += [*_table(res["ml100k-ua"], ["rmse", "mae", "best_epoch", "epochs_run", "fit_seconds"]), ""]
+        lines += ["Terminator (195)'s nearest movies by cosine of the item embeddings:", ""]
+        lines += [
+            f"- {r['system']}: " + "; ".join(r["terminator_neighbours"])
+            for r in res["ml100k-ua"]
+            if "terminator_neighbours" in r
+        ] + [""]
+    if "ml100k-ua-binary" in res:
+        lines += [
+            "**ml100k-ua-binary** (label = rating > 3; target accuracy >= 0.735; "
+            + PUBLISHED["ml100k-ua-binary"]
+            + ")",
+            "",
+        ]
+        lines += [*_table(res["ml100k-ua-binary"], ["accuracy", "f1", "auc", "log_loss", "fit_seconds"]), ""]
+    if "topn-ml100k" in res:
+        lines += ["**topn-ml100k** (K = 10)", ""]
+        lines += _table(res["topn-ml100k"], ["ndcg@10", "recall@10", "hr@10", "coverage@10", "fit_seconds"])
+        lines += [""]
+    if "cold-start" in res:
+        cs = res["cold-start"]
+        lines += [
+            f"**cold-start movies** (ua split; {cs['held_movies']} movies held out of training entirely, "
+            f"{cs['test_rows']} of their ua.test ratings measured)",
+            "",
+        ]
+        lines += [*_table(cs["rows"], ["rmse", "mae", "fit_seconds"]), ""]
+    if "speed" in res:
+        sp = res["speed"]
+        lines += [
+            f"**training speed, ml-20m shape** ({sp['ratings']:,} ratings, {sp['users']:,} users, "
+            f"{sp['items']:,} items, all in the id maps; one epoch over the first `rows` of "
+            f"{sp['rows_timed']:,} sampled rows, one thread)",
+            "",
+        ]
+        lines += [*_table(sp["rows"], ["rows", "samples_per_second", "vs_deep_mf", "epoch_seconds"]), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--data", default=None, help="the ml-100k directory (default: the data home's copy)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: tiny epochs, no peers")
+    ap.add_argument("--no-speed", action="store_true", help="skip the ml-20m shape timing")
+    ap.add_argument("--only", nargs="*", default=None, help="sections to run (ml100k-ua, ... speed)")
+    args = ap.parse_args(argv)
+    sections = args.only or ["ml100k-ua", "ml100k-ua-binary", "topn-ml100k", "cold-start", "speed"]
+    suffix = "_quick" if args.quick else ""
+    json_path = args.out / f"object2vec_quality{suffix}.json"
+    res: dict[str, Any] = {}
+    if args.only and json_path.exists():  # a partial run updates its sections of the last full one
+        res = json.loads(json_path.read_text())
+    res.update(context=run_context(), published=PUBLISHED, topn_config=TOPN_CONFIG)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in sections:
+        t0 = time.perf_counter()
+        if name == "ml100k-ua":
+            res[name] = rating_section(build(name, args.data), args.quick)
+        elif name == "ml100k-ua-binary":
+            res[name] = binary_section(build(name, args.data), args.quick)
+        elif name == "topn-ml100k":
+            res[name] = topn_section(build(name, args.data), args.quick)
+        elif name == "cold-start":
+            res[name] = cold_section(build("ml100k-ua", args.data), args.quick)
+        elif name == "speed" and not args.no_speed:
+            res[name] = speed_section(args.quick)
+        res.setdefault("section_seconds", {})[name] = time.perf_counter() - t0
+        print(f"{name}: {res['section_seconds'][name]:.0f} s", file=sys.stderr, flush=True)
+        json_path.write_text(json.dumps(res, indent=1, default=str) + "\n")  # after each section
+        (args.out / f"object2vec_quality{suffix}.md").write_text(markdown(res) + "\n")
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Training rows for the head: targets from ratings, a threshold or sampled negatives; JSON Lines pairs.
+
+A softmax head takes class indices 0 .. num_classes-1 and nothing else: a rating of 5 for a
+two-class head is an error that says how to get labels (``label_threshold``), never a silent cast.
+Binary or class targets move the model onto the scale 0 .. num_classes-1 (0–1 for two classes), so
+that ``predict`` gives P(label = 1), or the expected class, instead of a value clipped to 1–5.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from recengine.data.interactions import Interactions, RatingScale
+from recengine.data.pairs import Pairs
+from recengine.errors import DataError
+from recengine.models._torch_base import _row_weights
+from recengine.models.object2vec import tokens as tk
+from recengine.models.object2vec.params import Object2VecParams
+from recengine.models.object2vec.sampling import sample_negatives
+
+
+def training_arrays(
+    train: Interactions, p: Object2VecParams
+) -> tuple[dict[str, np.ndarray], dict[str, Any], RatingScale | None]:
+    """The loop's arrays (user, item, target, label for softmax, per-row L2 weights), what was done
+    (rows, negatives), and the scale of the labels when they are not the data's ratings."""
+    values = train.values().astype(np.float32)
+    info: dict[str, Any] = {"rows": len(train)}
+    if p.label_threshold is not None:
+        values = (values > p.label_threshold).astype(np.float32)
+    users, items = train.user.astype(np.int32), train.item.astype(np.int32)
+    if p.negative_sampling_rate > 0:
+        if p.label_threshold is None:
+            values = np.ones(len(train), dtype=np.float32)  # every observed row is a positive
+        nu, ni, short = sample_negatives(
+            train.user, train.item, train.n_items, p.negative_sampling_rate, p.negative_sampling, p.seed
+        )
+        users = np.concatenate([users, nu])
+        items = np.concatenate([items, ni])
+        values = np.concatenate([values, np.zeros(len(nu), dtype=np.float32)])
+        info.update(negatives=len(nu), negatives_short=short)
+    scale = None
+    if p.output_layer == "softmax":
+        check_classes(values, p.num_classes, "training labels")
+        scale = RatingScale(0.0, float(p.num_classes - 1), 1.0)
+    elif p.label_threshold is not None or p.negative_sampling_rate > 0:
+        scale = RatingScale(0.0, 1.0, 1.0)
+    arrays: dict[str, np.ndarray] = {"user": users, "item": items, "target": values}
+    if p.output_layer == "softmax":
+        arrays["label"] = values.astype(np.int64)
+    if p.reg > 0 and p.reg_power > 0:  # the shared base's per-row L2 weights
+        arrays["user_weight"] = _row_weights(users, train.n_users, p.reg_power)
+        arrays["item_weight"] = _row_weights(items, train.n_items, p.reg_power)
+    return arrays, info, scale
+
+
+def check_classes(labels: npt.NDArray[np.floating], num_classes: int, what: str) -> None:
+    """softmax labels must be the class indices 0 .. num_classes-1."""
+    c = num_classes
+    bad = (labels < 0) | (labels > c - 1) | (labels != np.round(labels))
+    if bool(bad.any()):
+        row = int(np.argmax(bad))
+        raise DataError(
+            f"{what}: label {float(labels[row]):g} (row {row}) does not fit output_layer=softmax with "
+            f"num_classes={c} (labels must be 0..{c - 1}); for ratings set label_threshold (e.g. 3) "
+            "or use output_layer=mean_squared_error"
+        )
+
+
+def pairs_training_data(
+    data: Pairs, p: Object2VecParams
+) -> tuple[Interactions, tk.TokenTable, tk.TokenTable, tuple[int, int]]:
+    """JSON Lines pairs → interactions between distinct sequences, the two token tables, raw vocab sizes.
+
+    Each distinct in0 sequence becomes a user and each distinct in1 sequence an item. When every
+    sequence of a side is one token, that token is the external id; else the external ids number
+    the distinct sequences in sorted order. Repeated pairs keep the last label (the file order).
+    """
+    if data.labels is None:
+        raise DataError("training pairs need a 'label' on every line; these have none")
+    ids: list[np.ndarray] = []
+    tables: list[tk.TokenTable] = []
+    sizes: list[int] = []
+    sides = ((data.in0, data.in0_len, p.enc0_vocab_size), (data.in1, data.in1_len, p.enc1_vocab_size))
+    for side, (arr, lengths, given) in enumerate(sides):
+        size = given if given is not None else int(arr.max()) + 1
+        key = np.concatenate([lengths[:, None].astype(np.int64), arr], axis=1)
+        uniq, inverse = np.unique(key, axis=0, return_inverse=True)
+        max_len = p.enc0_max_seq_len if side == 0 else p.enc1_max_seq_len
+        table, truncated = tk.pad_sequences(uniq[:, 1:], uniq[:, 0], max_len, size, f"in{side}")
+        ext = uniq[:, 1] if bool(np.all(lengths == 1)) else np.arange(len(uniq), dtype=np.int64)
+        ids.append(ext[inverse.reshape(-1)])
+        tables.append(tk.TokenTable(table, truncated=truncated))
+        sizes.append(size)
+    labels = data.labels.astype(np.float32)
+    if p.output_layer == "softmax" and p.label_threshold is None and p.negative_sampling_rate == 0:
+        check_classes(labels, p.num_classes, "training pairs")
+        train = Interactions.from_arrays(
+            ids[0], ids[1], labels, scale=RatingScale(0.0, p.num_classes - 1.0, 1.0)
+        )
+    else:
+        train = Interactions.from_arrays(ids[0], ids[1], labels)
+    return train, tables[0], tables[1], (sizes[0], sizes[1])
