@@ -4,6 +4,8 @@ serving an mf model of ml-100k, with the feedback store in tmp_path.
 A person searches, rates five movies (one by keyboard only), watches the recommendations change and
 exclude what they rated, opens a recommendation's similar movies and the reasons it was picked,
 reloads and finds the ratings kept; the page fits a 390-px phone screen; errors show on the page.
+The explore section draws the t-SNE map and the cluster table, recolours by cluster, and leads from a
+clicked dot, a focused dot (keyboard) and a title in the table to that movie's similar movies.
 Screenshots are written to tmp_path (``--basetemp`` keeps them for a look).
 """
 
@@ -271,3 +273,103 @@ def test_page_and_assets_are_public_and_fixed(mf_dir: Path, tmp_path: Path) -> N
             p != "/" and not p.startswith("/static")
             for p in c.get("/openapi.json", headers={"x-api-key": "k"}).json()["paths"]
         )
+
+
+def _similar_ids(page: Page) -> list[int]:
+    expect(page.locator("#similar-list > li").first).to_be_visible()
+    ids = page.locator("#similar-list > li").evaluate_all("els => els.map((e) => Number(e.dataset.item))")
+    return [int(i) for i in ids]
+
+
+def test_explore_map_clusters_and_similar_movies(
+    server: str, context: Any, browser: Any, tmp_path: Path
+) -> None:
+    api = httpx.get(f"{server}/v1/models/mf-ml100k/explore/map", params={"k": 12}, timeout=120).json()
+    table = httpx.get(f"{server}/v1/models/mf-ml100k/explore/clusters", params={"k": 12}).json()
+    page = context.new_page()
+    errors = _watch(page)
+    page.goto(server + "/")
+    expect(page.locator("#model")).to_contain_text("mf-ml100k")
+    page.locator("#explore-link").click()  # the header's link scrolls to the section, which loads
+    expect(page.locator("#explore")).to_have_attribute("data-loaded", "true")
+    dots = page.locator("#explore-map .dots circle")
+    expect(dots).to_have_count(api["n_points"])
+    assert api["n_points"] == 1682 and not api["subsampled"]
+    expect(page.locator("#explore-status")).to_contain_text("1,682 movies")
+    expect(page.locator("#explore-legend > li").first).to_be_visible()
+    rows = page.locator("#cluster-rows > tr")
+    expect(rows).to_have_count(12)
+    first = table["clusters"][0]
+    expect(rows.first).to_contain_text(f"{first['size']:,}")
+    expect(rows.first.locator(".title").first).to_have_text(
+        f"{first['most_rated'][0]['title']} ({first['most_rated'][0]['year']})"
+    )
+    expect(page.locator("#explore-hint")).to_contain_text("Suggested")
+
+    # Genre colours, then cluster colours: the toggle repaints the same dots.
+    by_genre = dots.evaluate_all("els => els.map((e) => e.getAttribute('fill'))")
+    page.locator('input[name="explore-colour"][value="cluster"]').check()
+    expect(page.locator("#explore-map")).to_have_attribute("data-colour", "cluster")
+    by_cluster = dots.evaluate_all("els => els.map((e) => e.getAttribute('fill'))")
+    assert by_genre != by_cluster and len(set(by_cluster)) == 12
+    page.screenshot(path=str(tmp_path / "explore.png"), full_page=True)
+
+    # A title in the cluster table opens that movie with its similar movies.
+    title = rows.first.locator(".title").first
+    item = int(title.get_attribute("data-item") or 0)
+    title.click()
+    expect(page.locator("#detail")).to_be_visible()
+    expect(page.locator("#detail-title")).to_contain_text(first["most_rated"][0]["title"])
+    api_similar = httpx.get(f"{server}/v1/items/{item}/similar", params={"k": 8}).json()["items"]
+    assert _similar_ids(page) == [s["item"] for s in api_similar]
+    page.keyboard.press("Escape")
+    expect(page.locator("#detail")).to_be_hidden()
+
+    # A dot: hovering names it, clicking opens it.
+    star_wars = next(i for i, p in enumerate(api["points"]) if p["item"] == 50)
+    dot = page.locator(f'#explore-map .dots circle[data-i="{star_wars}"]')
+    dot.scroll_into_view_if_needed()
+    box = dot.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.locator("#map-tip")).to_be_visible()
+    expect(page.locator("#map-tip")).to_contain_text("Star Wars")
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.locator("#detail-title")).to_contain_text("Star Wars")
+    assert 50 not in _similar_ids(page)
+    page.keyboard.press("Escape")
+
+    # The keyboard: focus the map, step with the arrows, Enter opens the movie under the cursor.
+    page.locator("#explore-map").focus()
+    expect(page.locator("#map-tip")).to_be_visible()
+    expect(page.locator("#map-focus")).to_contain_text("Enter opens similar movies")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    cursor = page.locator("#explore-map").get_attribute("data-cursor")
+    assert cursor is not None
+    page.keyboard.press("Enter")
+    expect(page.locator("#detail")).to_be_visible()
+    expect(page.locator("#detail-title")).not_to_have_text("Loading…")
+    assert page.evaluate("location.hash") == f"#item={cursor}"
+    _similar_ids(page)
+    page.keyboard.press("Escape")
+    assert all("404" in e for e in errors), errors  # a new user has no recommendations yet (404)
+
+    # A phone: the map and the table fit 390 px.
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
+    phone.set_default_timeout(TIMEOUT_MS)
+    try:
+        mobile = phone.new_page()
+        mobile.goto(server + "/")
+        mobile.locator("#explore-h").scroll_into_view_if_needed()
+        expect(mobile.locator("#cluster-rows > tr")).to_have_count(12)
+        expect(mobile.locator("#explore-map .dots circle")).to_have_count(api["n_points"])
+        layout = mobile.evaluate(NO_OVERFLOW)
+        assert layout["scroll"] <= 390 and not layout["wide"], layout
+        mobile.locator("#cluster-rows > tr .title").first.tap()
+        expect(mobile.locator("#similar-list > li").first).to_be_visible()
+        mobile.screenshot(path=str(tmp_path / "phone-explore.png"), full_page=True)
+    finally:
+        phone.close()

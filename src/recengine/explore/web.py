@@ -1,20 +1,32 @@
 """The exploration views as JSON-ready dicts, for the web page of a served model.
 
-A route builds :class:`ExploreData` once per loaded model (``from_model(model, item_metadata)`` or
-``load(model_dir)``) and calls these; each returns plain dicts and lists of str/int/float/None/bool,
-safe for ``json.dumps(..., allow_nan=False)``. The map runs t-SNE (seconds for a few thousand items,
-minutes near 50,000), so a server should compute it once, off the request thread, and cache it; the
-``explore.json`` that ``recengine explore`` writes holds the same data precomputed.
+The ``*_view`` functions compute one view of :class:`ExploreData` (``from_model(model, item_metadata)``
+or ``load(model_dir)``); each returns plain dicts and lists of str/int/float/None/bool, safe for
+``json.dumps(..., allow_nan=False)``. The ``explore.json`` that ``recengine explore`` writes holds the
+same data precomputed.
+
+A server keeps one :class:`ExploreViews` per model version instead: the map runs t-SNE (seconds for a
+few thousand items, minutes near 50,000), so it is computed once, on the first request, over at most
+:data:`MAP_MAX_POINTS` items, and kept; clusters and the k-selection curves are kept too. Ward trees
+and k-selection curves use a seeded sample of at most :data:`WEB_SAMPLE` items so that no request of a
+large catalog needs an n × n distance matrix.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
+from recengine.errors import ConfigError
+
 from .analysis import map_points
-from .clusters import DEFAULT_KS, Method, cluster_table, fit_clusters, k_selection
+from .clusters import DEFAULT_KS, METHODS, Method, cluster_table, fit_clusters, k_selection
 from .embeddings import ExploreData, from_model, genre_matrix, load
 from .neighbours import item_neighbours, resolve_items, user_neighbours
 from .run import jsonable
@@ -37,6 +49,7 @@ def _one_thread(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 __all__ = [
+    "ExploreViews",
     "clusters_view",
     "from_model",
     "k_selection_view",
@@ -127,3 +140,167 @@ def k_selection_view(
     """Inertia and silhouette per k: ``{"ks", "n", method: {inertia, silhouette, elbow_k,
     best_silhouette_k}}``."""
     return jsonable(k_selection(data.unit(), ks, methods=methods, seed=seed))
+
+
+# ----- a served model's views, computed once and kept --------------------------------------------
+MAP_MAX_POINTS = 3_000  # t-SNE of this many points takes a few seconds on one core
+MAP_ITERATIONS = 500
+WEB_SAMPLE = 3_000  # items in a Ward tree or the k-selection curves (a 3,000² matrix is 36 MB)
+MAX_CLUSTERS = 40
+MAX_NEIGHBOURS = 100
+CACHED_CLUSTERINGS = 16
+
+
+class ExploreViews:
+    """The exploration views of one model version, each computed on first use and kept.
+
+    Thread-safe: concurrent first requests for the map wait for one t-SNE instead of running several.
+    Everything is seeded, so the same model gives the same answers after a restart.
+    """
+
+    def __init__(self, data: ExploreData, *, seed: int = 0, max_points: int = MAP_MAX_POINTS) -> None:
+        self.data = data
+        self.seed = seed
+        self.max_points = max_points
+        self._unit = data.unit()
+        self._genres = genre_matrix(data.genres)
+        sample = np.arange(data.n_items, dtype=np.int64)
+        if data.n_items > WEB_SAMPLE:
+            rng = np.random.default_rng(seed)
+            sample = np.sort(rng.choice(data.n_items, WEB_SAMPLE, replace=False))
+        self._sample = sample
+        self._map: dict[str, Any] | None = None
+        self._map_lock = threading.Lock()
+        self._labels: OrderedDict[tuple[str, int], tuple[npt.NDArray[np.int64], list[Any]]] = OrderedDict()
+        self._labels_lock = threading.Lock()
+        self._selection: dict[str, dict[str, Any]] = {}
+        self._selection_lock = threading.Lock()
+
+    # The map ------------------------------------------------------------------------------------
+    def map(self, *, k: int = 12, method: Method = "kmeans") -> dict[str, Any]:
+        """The t-SNE map, each point with its main genre (the colour legend is ``genres``) and its
+        cluster among ``k`` by ``method``; ``sample`` says which items are drawn when not all are."""
+        base = self._tsne()
+        labels, _ = self.labels(k, method)
+        clusters = labels[base["index"]].tolist()
+        points = [{**p, "cluster": c} for p, c in zip(base["points"], clusters, strict=True)]
+        return {key: v for key, v in base.items() if key not in ("index", "points")} | {
+            "method": method,
+            "k": k,
+            "points": points,
+        }
+
+    def _tsne(self) -> dict[str, Any]:
+        with self._map_lock:
+            if self._map is None:
+                self._map = self._compute_map()
+            return self._map
+
+    @_one_thread
+    def _compute_map(self) -> dict[str, Any]:
+        d = self.data
+        m = map_points(d, max_items=self.max_points, seed=self.seed, iterations=MAP_ITERATIONS, n_jobs=1)
+        p = m["points"]
+        legend = m["genres"]
+        points = [
+            {
+                "item": p["item"][j],
+                "title": p["title"][j],
+                "genres": d.genres[int(i)],
+                "genre": legend[p["genre"][j]],
+                "x": p["x"][j],
+                "y": p["y"][j],
+                "ratings": p["ratings"][j],
+                "mean_rating": p["mean_rating"][j],
+            }
+            for j, i in enumerate(p["index"])
+        ]
+        sample = (
+            "all items"
+            if not m["subsampled"]
+            else f"{m['n_points']} of {m['n_items']} items: the most rated half, then a sample seeded "
+            f"with {self.seed} and weighted by rating count"
+        )
+        return jsonable(
+            {
+                "n_items": m["n_items"],
+                "n_points": m["n_points"],
+                "max_points": self.max_points,
+                "subsampled": m["subsampled"],
+                "sample": sample,
+                "genres": legend,
+                "labelled": m["labelled"],
+                "tsne": m["tsne"],
+                "points": points,
+            }
+        ) | {"index": np.asarray(p["index"], dtype=np.int64)}
+
+    # Clusters -----------------------------------------------------------------------------------
+    def labels(self, k: int, method: Method = "kmeans") -> tuple[npt.NDArray[np.int64], list[Any]]:
+        """Cluster of every item and the per-cluster table, for ``k`` clusters by ``method``."""
+        if method not in METHODS:
+            raise ConfigError(f"unknown clustering method {method!r}; choose one of {', '.join(METHODS)}")
+        if not 2 <= k <= min(MAX_CLUSTERS, self.data.n_items):
+            top = min(MAX_CLUSTERS, self.data.n_items)
+            raise ConfigError(f"k must be between 2 and {top} for this model, got {k}")
+        key = (method, k)
+        with self._labels_lock:
+            hit = self._labels.get(key)
+            if hit is not None:
+                self._labels.move_to_end(key)
+                return hit
+            labels = fit_clusters(self._unit, k, method, seed=self.seed, max_agglomerative=WEB_SAMPLE)
+            G, vocab = self._genres
+            table = jsonable(cluster_table(self.data, labels, G, vocab))
+            self._labels[key] = (labels, table)
+            while len(self._labels) > CACHED_CLUSTERINGS:
+                self._labels.popitem(last=False)
+            return labels, table
+
+    def clusters(self, *, k: int = 12, method: Method = "kmeans") -> dict[str, Any]:
+        """Per cluster: size, over-represented genres with their lift, most-rated titles, mean rating."""
+        _, table = self.labels(k, method)
+        return {"method": method, "k": k, "n_items": self.data.n_items, "clusters": table}
+
+    def k_selection(self, method: Method = "kmeans") -> dict[str, Any]:
+        """Inertia and silhouette for k in :data:`DEFAULT_KS`, over at most :data:`WEB_SAMPLE` items."""
+        if method not in METHODS:
+            raise ConfigError(f"unknown clustering method {method!r}; choose one of {', '.join(METHODS)}")
+        with self._selection_lock:
+            if method not in self._selection:
+                res = jsonable(
+                    k_selection(self._unit[self._sample], DEFAULT_KS, methods=(method,), seed=self.seed)
+                )
+                self._selection[method] = {
+                    "method": method,
+                    "ks": res["ks"],
+                    "n": res["n"],
+                    "n_items": self.data.n_items,
+                    **res[method],
+                }
+            return self._selection[method]
+
+    # Neighbours ---------------------------------------------------------------------------------
+    @_one_thread
+    def neighbours(
+        self, items: Sequence[str] | None = None, *, n: int = 10, k: int = 10, min_ratings: int = 10
+    ) -> dict[str, Any]:
+        """Nearest items of ``items`` (ids or titles as typed) or of the ``n`` most rated."""
+        _check_queries(items, "item")
+        table = item_neighbours(self.data, items or None, n_items=n, k=k, min_ratings=min_ratings)
+        return jsonable({"k": k, "min_ratings": min_ratings, "neighbours": table})
+
+    @_one_thread
+    def user_neighbours(
+        self, users: Sequence[str] | None = None, *, n: int = 5, k: int = 10
+    ) -> dict[str, Any]:
+        """Nearest users by user vectors; CapabilityError for a model without them."""
+        _check_queries(users, "user")
+        return jsonable({"k": k, "neighbours": user_neighbours(self.data, users or None, n_users=n, k=k)})
+
+
+def _check_queries(queries: Sequence[str] | None, what: str) -> None:
+    """A blank id would match every title; refuse it by name instead."""
+    for q in queries or ():
+        if not str(q).strip():
+            raise ConfigError(f"an empty {what} was given; give an id or a title")

@@ -128,7 +128,7 @@ def create_app(
     install(app)
     public = frozenset({"/ping"}) | web.PUBLIC_PATHS
     app.add_middleware(Guard, max_body_bytes=max_body_bytes, api_key=api_key, public_paths=public)
-    app.include_router(web.router())  # the web page at / (issue 5)
+    app.include_router(web.router())  # the web page at /
 
     # ----- SageMaker container contract ----------------------------------------------------------
     @app.get("/ping", response_model=Ping, tags=["sagemaker"])
@@ -358,6 +358,7 @@ def create_app(
         log.info("reloaded %s: %s -> %s", new.name, old.version, new.version)
         return ReloadResult(model=new.ref, previous=old.ref, path=str(new.path))
 
+    app.include_router(web.explore_router(served))  # /v1/models/{name}/explore/...
     _document_api_key(app)
     if tune_process:
         tune_process_for_serving()

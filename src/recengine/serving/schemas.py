@@ -186,3 +186,119 @@ class ErrorBody(BaseModel):
 class Ping(BaseModel):
     status: Literal["ok"]
     models: list[str]
+
+
+# ----- exploration of item embeddings ------------------------------------------------------------
+ClusterMethod = Literal["kmeans", "agglomerative"]
+
+
+class ExploreItem(Item):
+    mean_rating: float | None = Field(None, description="mean training rating (null for implicit data)")
+
+
+class MapPoint(BaseModel):
+    item: ExternalId
+    title: str = Field(description="title with its year")
+    genres: list[str]
+    genre: str = Field(description="main genre, the colour of the point (one of the map's genres)")
+    x: float = Field(ge=0, le=1, description="t-SNE coordinate scaled to [0, 1]")
+    y: float = Field(ge=0, le=1, description="t-SNE coordinate scaled to [0, 1]")
+    cluster: int = Field(description="cluster number; 0 is the largest cluster")
+    ratings: int = Field(description="number of training ratings")
+    mean_rating: float | None = None
+
+
+class ExploreMap(BaseModel):
+    """A 2-D t-SNE map of the item embeddings (cosine geometry), computed once per model version."""
+
+    model: ModelRef
+    method: ClusterMethod
+    k: int
+    n_items: int = Field(description="items in the model")
+    n_points: int = Field(description="items on the map")
+    max_points: int = Field(description="the most items the server maps; larger catalogs are sampled")
+    subsampled: bool
+    sample: str = Field(description="which items are on the map")
+    genres: list[str] = Field(description="colour legend: the most common genres, then other, no genre")
+    labelled: list[int] = Field(description="positions in points of the most-rated titles, to label")
+    tsne: dict[str, object] = Field(description="how the map was computed")
+    points: list[MapPoint]
+
+
+class GenreLift(BaseModel):
+    genre: str
+    lift: float = Field(description="share in the cluster over share in the catalog")
+    share: float
+    catalog_share: float
+    count: int
+    z: float = Field(description="standard deviations above a random cluster of the same size")
+
+
+class Cluster(BaseModel):
+    cluster: int
+    size: int
+    share: float
+    name: str = Field(description="its two most over-represented genres, or mixed")
+    genres: list[GenreLift] = Field(description="over-represented genres, most significant first")
+    most_rated: list[ExploreItem]
+    ratings: int = Field(description="training ratings of its items")
+    mean_rating: float | None
+
+
+class ExploreClusters(BaseModel):
+    model: ModelRef
+    method: ClusterMethod
+    k: int
+    n_items: int
+    clusters: list[Cluster]
+
+
+class KSelection(BaseModel):
+    """Curves to choose k: the inertia elbow and the best silhouette."""
+
+    model: ModelRef
+    method: ClusterMethod
+    ks: list[int]
+    n: int = Field(description="items the curves are computed over (a seeded sample of large catalogs)")
+    n_items: int
+    inertia: list[float]
+    silhouette: list[float | None]
+    elbow_k: int
+    best_silhouette_k: int | None
+
+
+class NeighbourItem(ExploreItem):
+    similarity: float = Field(description="cosine similarity of the item embeddings")
+
+
+class ItemNeighbourTable(BaseModel):
+    query: ExploreItem
+    neighbours: list[NeighbourItem]
+
+
+class ItemNeighbours(BaseModel):
+    model: ModelRef
+    k: int
+    min_ratings: int = Field(description="neighbours have at least this many training ratings")
+    neighbours: list[ItemNeighbourTable]
+
+
+class ExploreUser(BaseModel):
+    user: ExternalId
+    ratings: int
+
+
+class NeighbourUser(ExploreUser):
+    similarity: float = Field(description="cosine similarity of the user embeddings")
+    shared_items: int = Field(description="items both users rated")
+
+
+class UserNeighbourTable(BaseModel):
+    query: ExploreUser
+    neighbours: list[NeighbourUser]
+
+
+class UserNeighbours(BaseModel):
+    model: ModelRef
+    k: int
+    neighbours: list[UserNeighbourTable]

@@ -518,12 +518,340 @@ function itemFromHash() {
   return m ? decodeURIComponent(m[1]) : null;
 }
 
+// ----- explore: the t-SNE map of the item embeddings and its clusters ---------------------------------
+// Loaded when the section first scrolls into view (the server computes the map once per model
+// version, seconds the first time). The map is one SVG and one tab stop: the arrow keys move a cursor
+// to the nearest movie in that direction, Enter opens the movie; a pointer finds the nearest dot.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const MAP_W = 600;
+const MAP_H = 420;
+const MAP_PAD = 12;
+const HIT_PX = 14; // a pointer this close to a dot (in screen pixels) points at it
+const GENRE_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2",
+  "#edc948", "#ff9da7", "#9c755f", "#17becf", "#bcbd22", "#8c564b"];
+const OTHER_COLOURS = { other: "#8f8f96", "no genre": "#c9c9cf" };
+
+const ex = {
+  visible: false, started: false, seq: 0, map: null, clusters: null,
+  colour: "genre", k: 12, cursor: -1, order: [],
+};
+
+function svgEl(tag, attrs = {}) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+function clusterColour(c) {
+  return `hsl(${Math.round((c * 137.508) % 360)} 62% 48%)`; // the golden angle: neighbours differ
+}
+
+function genreColour(genre) {
+  if (genre in OTHER_COLOURS) return OTHER_COLOURS[genre];
+  const i = ex.map ? ex.map.genres.indexOf(genre) : -1;
+  return i >= 0 ? GENRE_COLOURS[i % GENRE_COLOURS.length] : OTHER_COLOURS.other;
+}
+
+function pointColour(p) {
+  return ex.colour === "cluster" ? clusterColour(p.cluster) : genreColour(p.genre);
+}
+
+const px = (p) => MAP_PAD + p.x * (MAP_W - 2 * MAP_PAD);
+const py = (p) => MAP_PAD + (1 - p.y) * (MAP_H - 2 * MAP_PAD);
+
+function explorePath(view, params) {
+  return `/v1/models/${enc(state.model.model.name)}/explore/${view}?${new URLSearchParams(params)}`;
+}
+
+function maybeStartExplore() {
+  if (ex.visible && state.model && !ex.started) {
+    ex.started = true;
+    loadExplore();
+  }
+}
+
+async function loadExplore() {
+  const mine = ++ex.seq;
+  setStatus("explore-status", "Computing the map of the model's item embeddings (a few seconds the first time)…");
+  setStatus("clusters-status", "Loading…");
+  try {
+    const params = { k: ex.k, method: "kmeans" };
+    const [map, clusters] = await Promise.all([
+      api(explorePath("map", params)), api(explorePath("clusters", params)),
+    ]);
+    if (mine !== ex.seq) return;
+    ex.map = map;
+    ex.clusters = clusters;
+    drawMap();
+    drawLegend();
+    drawClusters();
+    const shown = map.subsampled
+      ? `${map.n_points.toLocaleString()} of ${map.n_items.toLocaleString()} movies (${map.sample})`
+      : `${map.n_points.toLocaleString()} movies`;
+    setStatus("explore-status", `${shown}, coloured by ${ex.colour === "cluster" ? `${ex.k} clusters` : "main genre"}.`);
+    $("explore").dataset.loaded = "true";
+    loadKHint(mine);
+  } catch (e) {
+    if (mine !== ex.seq) return;
+    setStatus("clusters-status", "");
+    if (e instanceof ApiError && e.code === "unsupported") {
+      setStatus("explore-status", `This model cannot be explored: ${e.message}`);
+      $("map-wrap").hidden = true;
+      $("cluster-table").hidden = true;
+      return;
+    }
+    setStatus("explore-status", "Could not load the map.");
+    reportError("The map could not be loaded", e, loadExplore);
+  }
+}
+
+async function loadKHint(mine) {
+  try {
+    const sel = await api(explorePath("k-selection", { method: "kmeans" }));
+    if (mine !== ex.seq) return;
+    const best = sel.best_silhouette_k === null ? "" : `, ${sel.best_silhouette_k} by silhouette`;
+    setStatus("explore-hint", `Suggested: ${sel.elbow_k} by the inertia elbow${best}.`);
+  } catch {
+    setStatus("explore-hint", ""); // only a hint: the map and table stand without it
+  }
+}
+
+function drawMap() {
+  const m = ex.map;
+  const map = $("explore-map");
+  const max = Math.max(1, ...m.points.map((p) => p.ratings));
+  // Rarely rated movies first, so the familiar ones are drawn on top.
+  ex.order = m.points.map((_, i) => i).sort((a, b) => m.points[a].ratings - m.points[b].ratings || a - b);
+  const dots = svgEl("g", { class: "dots" });
+  for (const i of ex.order) {
+    const p = m.points[i];
+    dots.append(svgEl("circle", {
+      cx: px(p).toFixed(1), cy: py(p).toFixed(1), r: (1.6 + 4 * Math.sqrt(p.ratings / max)).toFixed(2),
+      fill: pointColour(p), "data-i": i, "data-item": p.item, "data-c": p.cluster,
+    }));
+  }
+  const labels = svgEl("g", { class: "labels", "aria-hidden": "true" });
+  for (const i of m.labelled.slice(0, 12)) {
+    const p = m.points[i];
+    const t = svgEl("text", { x: px(p).toFixed(1), y: (py(p) - 7).toFixed(1), "text-anchor": p.x > 0.8 ? "end" : p.x < 0.2 ? "start" : "middle" });
+    t.textContent = p.title.length > 28 ? `${p.title.slice(0, 27)}…` : p.title;
+    labels.append(t);
+  }
+  const cursor = svgEl("circle", { id: "map-cursor", class: "cursor", r: 9, cx: -50, cy: -50 });
+  map.replaceChildren(dots, labels, cursor);
+  map.dataset.points = String(m.points.length);
+  ex.cursor = -1;
+  hideTip();
+}
+
+function recolour() {
+  if (!ex.map) return;
+  $("explore-map").querySelectorAll(".dots circle").forEach((c) => {
+    c.setAttribute("fill", pointColour(ex.map.points[Number(c.dataset.i)]));
+  });
+  drawLegend();
+}
+
+// A colour key; set through the style object, as the page's content security policy refuses inline styles.
+function swatch(colour) {
+  const node = el("span", { class: "swatch", "aria-hidden": "true" });
+  node.style.backgroundColor = colour;
+  return node;
+}
+
+function drawLegend() {
+  const m = ex.map;
+  const counts = new Map();
+  const key = (p) => (ex.colour === "cluster" ? p.cluster : p.genre);
+  for (const p of m.points) counts.set(key(p), (counts.get(key(p)) || 0) + 1);
+  let entries;
+  if (ex.colour === "cluster") {
+    const names = new Map((ex.clusters ? ex.clusters.clusters : []).map((c) => [c.cluster, c.name]));
+    entries = [...counts.keys()].sort((a, b) => a - b)
+      .map((c) => [clusterColour(c), `${c} · ${names.get(c) || "cluster"}`, counts.get(c)]);
+  } else {
+    entries = m.genres.filter((g) => counts.has(g)).map((g) => [genreColour(g), g, counts.get(g)]);
+  }
+  $("explore-legend").replaceChildren(...entries.map(([colour, name, n]) => el("li", {},
+    swatch(colour), `${name} (${n})`)));
+}
+
+function drawClusters() {
+  const rows = ex.clusters.clusters.map((c) => {
+    const genres = c.genres.length
+      ? c.genres.map((g) => `${g.genre} ×${fmt(g.lift, 1)}`).join(", ")
+      : "none stands out";
+    const titles = el("ul", { class: "cluster-titles" }, ...c.most_rated.slice(0, 5).map((it) => el("li", {},
+      el("button", { type: "button", class: "title link", "data-item": String(it.item), onclick: () => openDetail(it.item) }, titleOf(it)))));
+    const row = el("tr", { "data-cluster": String(c.cluster) },
+      el("th", { scope: "row", "data-label": "Cluster" },
+        swatch(clusterColour(c.cluster)),
+        `${c.cluster} · ${c.name}`),
+      el("td", { "data-label": "Movies" }, `${c.size.toLocaleString()} (${fmt(100 * c.share, 1)}%)`),
+      el("td", { "data-label": "Genres (lift)" }, genres),
+      el("td", { "data-label": "Most rated" }, titles),
+      el("td", { "data-label": "Mean rating" }, c.mean_rating === null ? "—" : `${fmt(c.mean_rating, 2)}★`));
+    row.addEventListener("mouseenter", () => highlightCluster(c.cluster));
+    row.addEventListener("mouseleave", () => highlightCluster(null));
+    row.addEventListener("focusin", () => highlightCluster(c.cluster));
+    row.addEventListener("focusout", () => highlightCluster(null));
+    return row;
+  });
+  $("cluster-rows").replaceChildren(...rows);
+  const method = ex.clusters.method === "kmeans" ? "K-Means" : "agglomerative clustering";
+  setStatus("clusters-status", `${ex.clusters.k} clusters by ${method} of all ${ex.clusters.n_items.toLocaleString()} movies; lift is a genre's share in the cluster over its share in the catalogue.`);
+}
+
+function highlightCluster(c) {
+  const map = $("explore-map");
+  map.classList.toggle("dimmed", c !== null);
+  map.querySelectorAll(".dots circle").forEach((d) => d.classList.toggle("hl", c !== null && Number(d.dataset.c) === c));
+}
+
+// Pointer and keyboard on the map.
+function svgPoint(e) {
+  const ctm = $("explore-map").getScreenCTM();
+  if (!ctm) return null;
+  const pt = new DOMPoint(e.clientX, e.clientY).matrixTransform(ctm.inverse());
+  return { x: pt.x, y: pt.y, scale: ctm.a || 1 };
+}
+
+function nearestPoint(e) {
+  if (!ex.map) return -1;
+  const at = svgPoint(e);
+  if (!at) return -1;
+  const limit = (HIT_PX / at.scale) ** 2;
+  let best = -1;
+  let bestD = limit;
+  ex.map.points.forEach((p, i) => {
+    const d = (px(p) - at.x) ** 2 + (py(p) - at.y) ** 2;
+    if (d <= bestD) { best = i; bestD = d; }
+  });
+  return best;
+}
+
+function describePoint(p) {
+  const parts = [p.title];
+  parts.push(p.genres.length ? p.genres.join(", ") : "no genre");
+  parts.push(`cluster ${p.cluster}`, `${p.ratings.toLocaleString()} ratings`);
+  if (p.mean_rating !== null) parts.push(`mean ${fmt(p.mean_rating, 1)}★`);
+  return parts;
+}
+
+function showTip(i) {
+  const p = ex.map.points[i];
+  const tip = $("map-tip");
+  const [title, ...rest] = describePoint(p);
+  tip.replaceChildren(el("strong", {}, title), el("span", { class: "muted" }, rest.join(" · ")));
+  tip.hidden = false;
+  const ctm = $("explore-map").getScreenCTM();
+  const wrap = $("map-wrap").getBoundingClientRect();
+  if (!ctm) return;
+  const pt = new DOMPoint(px(p), py(p)).matrixTransform(ctm);
+  const x = pt.x - wrap.left;
+  const y = pt.y - wrap.top;
+  const w = tip.offsetWidth;
+  tip.style.left = `${Math.max(0, Math.min(wrap.width - w, x - w / 2))}px`;
+  tip.style.top = `${y > tip.offsetHeight + 14 ? y - tip.offsetHeight - 10 : y + 12}px`;
+}
+
+function hideTip() {
+  $("map-tip").hidden = true;
+}
+
+function moveCursor(i) {
+  ex.cursor = i;
+  const p = ex.map.points[i];
+  const cursor = $("map-cursor");
+  cursor.setAttribute("cx", px(p).toFixed(1));
+  cursor.setAttribute("cy", py(p).toFixed(1));
+  $("explore-map").dataset.cursor = String(p.item);
+  showTip(i);
+  setStatus("map-focus", `${describePoint(p).join(", ")}. Enter opens similar movies.`);
+}
+
+function stepCursor(dx, dy) {
+  const from = ex.map.points[ex.cursor];
+  let best = -1;
+  let bestCost = Infinity;
+  ex.map.points.forEach((p, i) => {
+    const ux = px(p) - px(from);
+    const uy = py(p) - py(from);
+    const along = ux * dx + uy * dy;
+    if (i === ex.cursor || along <= 0) return;
+    const across = Math.abs(ux * dy - uy * dx);
+    const cost = along + 2 * across; // nearest in the direction, straying little from it
+    if (cost < bestCost) { best = i; bestCost = cost; }
+  });
+  if (best >= 0) moveCursor(best);
+}
+
+function onMapKey(e) {
+  if (!ex.map || !ex.map.points.length) return;
+  const steps = { ArrowRight: [1, 0], ArrowLeft: [-1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+  if (e.key in steps) {
+    e.preventDefault();
+    if (ex.cursor < 0) moveCursor(ex.map.labelled[0] ?? 0);
+    else stepCursor(...steps[e.key]);
+  } else if ((e.key === "Enter" || e.key === " ") && ex.cursor >= 0) {
+    e.preventDefault();
+    openDetail(ex.map.points[ex.cursor].item);
+  } else if (e.key === "Escape") {
+    hideTip();
+  }
+}
+
+function wireExplore() {
+  const map = $("explore-map");
+  map.addEventListener("pointermove", (e) => {
+    const i = nearestPoint(e);
+    map.classList.toggle("pointing", i >= 0);
+    if (i >= 0) showTip(i);
+    else if (ex.cursor >= 0 && document.activeElement === map) showTip(ex.cursor);
+    else hideTip();
+  });
+  map.addEventListener("pointerleave", () => {
+    if (ex.cursor >= 0 && document.activeElement === map) showTip(ex.cursor);
+    else hideTip();
+  });
+  map.addEventListener("click", (e) => {
+    const i = nearestPoint(e);
+    if (i >= 0) openDetail(ex.map.points[i].item);
+  });
+  map.addEventListener("keydown", onMapKey);
+  map.addEventListener("focus", () => {
+    if (!ex.map || !ex.map.points.length) return;
+    moveCursor(ex.cursor >= 0 ? ex.cursor : ex.map.labelled[0] ?? 0);
+  });
+  map.addEventListener("blur", hideTip);
+  document.querySelectorAll('input[name="explore-colour"]').forEach((r) => r.addEventListener("change", () => {
+    ex.colour = r.value;
+    $("explore-map").dataset.colour = ex.colour;
+    recolour();
+    if (ex.map) setStatus("explore-status", $("explore-status").textContent.replace(/coloured by .*$/, `coloured by ${ex.colour === "cluster" ? `${ex.k} clusters` : "main genre"}.`));
+  }));
+  $("explore-k").addEventListener("change", () => {
+    ex.k = Number($("explore-k").value);
+    if (ex.started) loadExplore();
+  });
+  const watch = new IntersectionObserver((entries) => {
+    if (entries.some((en) => en.isIntersecting)) {
+      ex.visible = true;
+      watch.disconnect();
+      maybeStartExplore();
+    }
+  }, { rootMargin: "200px" });
+  watch.observe($("explore"));
+}
+
 // ----- start ------------------------------------------------------------------------------------------
 async function init() {
   hideError();
   $("user-id").textContent = state.user;
   try {
     await loadModel();
+    maybeStartExplore();
     await loadRatings();
   } catch (e) {
     $("model").textContent = "Not connected.";
@@ -565,4 +893,5 @@ function wire() {
 }
 
 wire();
+wireExplore();
 init();

@@ -1,0 +1,69 @@
+"""ExploreViews, the per-model-version views a server keeps: the map's point cap and what it says
+about the sample, computing the map once under concurrent first requests, and the cluster cache."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from recengine.errors import CapabilityError, ConfigError
+from recengine.explore import load
+from recengine.explore import web as explore_web
+from recengine.explore.web import ExploreViews
+
+
+def test_map_is_capped_sampled_by_popularity_and_says_so(mf_dir: Path) -> None:
+    data = load(mf_dir)
+    views = ExploreViews(data, max_points=200)
+    m = views.map(k=5)
+    assert m["n_points"] == len(m["points"]) == 200 and m["n_items"] == data.n_items
+    assert m["subsampled"] and m["max_points"] == 200 and m["sample"].startswith(f"200 of {data.n_items}")
+    on_map = {p["item"] for p in m["points"]}
+    most_rated = data.item_ids[data.counts.argsort()[::-1][:100]].tolist()
+    assert set(most_rated) <= on_map  # the familiar titles are always drawn
+    assert ExploreViews(data, max_points=200).map(k=5)["points"] == m["points"]  # seeded
+
+
+def test_first_requests_share_one_tsne(mf_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    views = ExploreViews(load(mf_dir), max_points=150)
+    calls = []
+    real = explore_web.map_points
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(explore_web, "map_points", counted)
+    results: list[dict] = []
+    threads = [threading.Thread(target=lambda: results.append(views.map(k=3))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(results) == 4
+    assert all(r["points"] == results[0]["points"] for r in results)
+
+
+def test_clusterings_are_kept_and_bounded(mf_dir: Path) -> None:
+    views = ExploreViews(load(mf_dir))
+    first, _ = views.labels(4)
+    assert views.labels(4)[0] is first
+    for k in range(5, 5 + explore_web.CACHED_CLUSTERINGS):
+        views.labels(k)
+    assert views.labels(4)[0] is not first and (views.labels(4)[0] == first).all()  # recomputed, same
+    with pytest.raises(ConfigError, match="k must be between 2 and"):
+        views.labels(explore_web.MAX_CLUSTERS + 1)
+    with pytest.raises(ConfigError, match="unknown clustering method"):
+        views.clusters(k=3, method="dbscan")  # type: ignore[arg-type]
+
+
+def test_neighbours_refuse_blank_queries_and_users_need_user_vectors(mf_dir: Path) -> None:
+    views = ExploreViews(load(mf_dir))
+    with pytest.raises(ConfigError, match="empty item"):
+        views.neighbours(["  "])
+    assert views.neighbours(["Fargo"], k=3)["neighbours"][0]["query"]["title"] == "Fargo"
+    views.data.user_vectors = None
+    with pytest.raises(CapabilityError, match="user embeddings"):
+        views.user_neighbours()
