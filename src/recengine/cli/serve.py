@@ -47,13 +47,25 @@ def serve(
     * 1024
     * 1024,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="worker processes (one Python process carries about one core; try one per core)",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
 ) -> None:
     """Serve MODEL directories over HTTP: SageMaker's /ping and /invocations, and the REST API under
-    /v1 (OpenAPI at /docs). SIGHUP or POST /v1/admin/reload reloads a model without dropping requests."""
+    /v1 (OpenAPI at /docs). SIGHUP or POST /v1/admin/reload reloads a model without dropping requests
+    (with --workers, by replacing the workers one at a time)."""
     import uvicorn
 
     from recengine.serving.app import create_app
 
+    if workers > 1:
+        _serve_workers(models, host, port, store, api_key, default, max_body_bytes, log_level, workers)
+        return
     app = create_app(
         models,
         default=default,
@@ -65,6 +77,46 @@ def serve(
     )
     err_console.print(f"serving {', '.join(app.state.registry.names())} on http://{host}:{port}")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def _serve_workers(
+    models: list[str],
+    host: str,
+    port: int,
+    store: str | None,
+    api_key: str | None,
+    default: str | None,
+    max_body_bytes: int,
+    log_level: str,
+    workers: int,
+) -> None:
+    """``--workers N``: the models are verified here once, then N processes each build the app."""
+    import uvicorn
+
+    from recengine.serving import workers as w
+    from recengine.serving.store import open_store
+
+    names = w.verify(models, default)
+    open_store(store).close()  # the store's tables exist before workers race to create them
+    cfg = w.settings(
+        models,
+        default=default,
+        store_url=store,
+        api_key=api_key,
+        max_body_bytes=max_body_bytes,
+        workers=workers,
+    )
+    os.environ[w.ENV] = json.dumps(cfg)
+    err_console.print(f"serving {', '.join(names)} on http://{host}:{port} with {workers} workers")
+    uvicorn.run(
+        "recengine.serving.workers:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        log_level=log_level,
+        workers=workers,
+        **w.supervisor_options(),
+    )
 
 
 def invoke(

@@ -217,17 +217,17 @@ class Recommender(ABC):
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
         uidx = self.users.to_internal(users)
-        n_items = len(self.items)
-        allowed = np.ones(n_items, dtype=bool)
-        if items is not None:
-            allowed[:] = False
-            allowed[self.items.to_internal(items)] = True
-        if exclude_items is not None and len(np.atleast_1d(np.asarray(exclude_items))):
-            allowed[self.items.to_internal(exclude_items)] = False
         scores = self.score(uidx).astype(np.float32, copy=True)
-        scores[:, ~allowed] = -np.inf
-        exclude = self.seen()[uidx] if exclude_seen else None
-        idx, top = topk(scores, k, exclude=exclude, copy=False)  # -inf items are never returned
+        if items is not None:
+            allowed = np.zeros(len(self.items), dtype=bool)
+            allowed[self.items.to_internal(items)] = True
+            scores[:, ~allowed] = -np.inf
+        if exclude_items is not None and len(np.atleast_1d(np.asarray(exclude_items))):
+            scores[:, self.items.to_internal(exclude_items)] = -np.inf
+        # The whole seen matrix with the batch's rows: slicing rows out of it first cost more
+        # than the scoring of a single user (serving's hot path).
+        exclude = self.seen() if exclude_seen else None
+        idx, top = topk(scores, k, exclude=exclude, rows=uidx if exclude_seen else None, copy=False)
         return self._external_items(idx), top
 
     # ----- embeddings and neighbours --------------------------------------------------------

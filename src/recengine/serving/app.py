@@ -18,10 +18,11 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from recengine import __version__
-from recengine.errors import RecengineError
+from recengine.errors import CapabilityError, RecengineError
 from recengine.serving import sagemaker, service, web
 from recengine.serving.guard import API_KEY_HEADER, STATE_MODEL, Guard
 from recengine.serving.http_errors import documented, install
@@ -95,11 +96,13 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     reload_on_sighup: bool = False,
     tune_process: bool = False,
+    workers: int = 1,
 ) -> FastAPI:
     """The app serving ``model_dirs`` (``DIR`` or ``NAME=DIR``; the first is the default unless
     ``default`` names another). Ratings go to ``store`` or the store at ``store_url`` (see
     :func:`recengine.serving.store.open_store`). ``api_key`` guards every route but ``/ping``.
-    ``tune_process``: the app owns its process (``recengine serve``); see :func:`tune_process_for_serving`."""
+    ``tune_process``: the app owns its process (``recengine serve``); see :func:`tune_process_for_serving`.
+    ``workers`` > 1: this is one of several worker processes (:mod:`recengine.serving.workers`)."""
     registry = ModelRegistry(model_dirs, default)
     feedback = store if store is not None else open_store(store_url)
 
@@ -188,20 +191,20 @@ def create_app(
         tags=["recommend"],
         responses=documented(401, 404, 422),
     )
-    def get_user_recommendations(
+    async def get_user_recommendations(
         sm: Served,
         user: UserPath,
         k: K = 10,
         exclude_seen: bool = True,
         allow: IdList = None,
         block: IdList = None,
-    ) -> Recommendations:
+    ) -> Response:
         """Top-K for a user: the model's ranking, or fold-in of training plus stored ratings once the
         user has rated through this API. ``allow`` / ``block`` repeat (``?block=1&block=2``)."""
         filters = Filters.model_validate(
             {"k": k, "exclude_seen": exclude_seen, "allow": allow, "block": block}
         )
-        return user_recs(sm, user, filters)
+        return _json(user_recs(sm, user, filters))
 
     @app.post(
         "/v1/users/{user}/recommendations",
@@ -209,9 +212,9 @@ def create_app(
         tags=["recommend"],
         responses=documented(401, 404, 413, 415, 422),
     )
-    def post_user_recommendations(sm: Served, user: UserPath, filters: Filters) -> Recommendations:
+    async def post_user_recommendations(sm: Served, user: UserPath, filters: Filters) -> Response:
         """The same with the filters in the body (for long allow or block lists)."""
-        return user_recs(sm, user, filters)
+        return _json(user_recs(sm, user, filters))
 
     @app.post(
         "/v1/recommendations",
@@ -219,7 +222,7 @@ def create_app(
         tags=["recommend"],
         responses=documented(401, 404, 413, 415, 422),
     )
-    def anonymous_recommendations(sm: Served, req: HistoryRequest) -> Recommendations:
+    async def anonymous_recommendations(sm: Served, req: HistoryRequest) -> Response:
         """Top-K for an anonymous user from posted ratings (fold-in); nothing is stored."""
         res = service.recommend_history(
             sm,
@@ -230,7 +233,7 @@ def create_app(
             allow=req.allow,
             block=req.block,
         )
-        return rec_response(sm, None, req.k, res)
+        return _json(rec_response(sm, None, req.k, res))
 
     @app.get(
         "/v1/items/{item}/similar",
@@ -238,10 +241,10 @@ def create_app(
         tags=["items"],
         responses=documented(401, 404, 422),
     )
-    def similar_items(sm: Served, item: ItemPath, k: K = 10) -> SimilarItems:
+    async def similar_items(sm: Served, item: ItemPath, k: K = 10) -> Response:
         """The nearest items by cosine similarity of the model's item embeddings."""
         base, items = service.similar(sm, item, k)
-        return SimilarItems(model=sm.ref, item=base, k=k, items=items)  # type: ignore[arg-type]
+        return _json(SimilarItems(model=sm.ref, item=base, k=k, items=items))  # type: ignore[arg-type]
 
     @app.get(
         "/v1/users/{user}/explain/{item}",
@@ -277,12 +280,12 @@ def create_app(
         tags=["predict"],
         responses=documented(401, 404, 413, 415, 422),
     )
-    def predictions(sm: Served, req: PredictRequest) -> Predictions:
+    async def predictions(sm: Served, req: PredictRequest) -> Response:
         """Predicted ratings (probability of class 1 for a binary model) for (user, item) pairs."""
         users, items = [p.user for p in req.pairs], [p.item for p in req.pairs]
         pred = service.predict_pairs(sm, users, items).tolist()
         rows = [{"user": u, "item": i, "prediction": p} for u, i, p in zip(users, items, pred, strict=True)]
-        return Predictions(model=sm.ref, kind=sm.kind, predictions=rows)  # type: ignore[arg-type]
+        return _json(Predictions(model=sm.ref, kind=sm.kind, predictions=rows))  # type: ignore[arg-type]
 
     @app.post(
         "/v1/users/{user}/ratings",
@@ -353,7 +356,17 @@ def create_app(
         requests in flight finish on the old model. A directory that fails verification is refused
         (422) and the old model keeps serving."""
         req = req or ReloadRequest(model=None, path=None)
+        if workers > 1 and req.path:
+            raise CapabilityError(
+                f"this server runs {workers} worker processes, which load the models' own directories: "
+                "write the new model over the served directory (recengine train --out does so "
+                "atomically) and reload without a path"
+            )
         old, new = registry.reload(req.model, Path(req.path) if req.path else None)
+        if workers > 1:  # verified here; now every worker, one at a time, without dropping requests
+            from recengine.serving.workers import restart_workers
+
+            restart_workers()
         setattr(request.state, STATE_MODEL, new)
         log.info("reloaded %s: %s -> %s", new.name, old.version, new.version)
         return ReloadResult(model=new.ref, previous=old.ref, path=str(new.path))
@@ -412,6 +425,15 @@ def _document_api_key(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _json(body: BaseModel) -> Response:
+    """A validated response model as JSON, serialized once: returning the model itself would have
+    FastAPI validate and serialize it again (a third of a top-10 request's CPU).
+
+    Routes that answer this way are ``async``: their work is a few milliseconds of numpy at most, and
+    running them on the event loop saves the thread hand-off of a sync route, which cost more."""
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
 def served(request: Request, model: ModelQuery = None) -> ServedModel:
     """The model of this request, looked up once (a reload later does not change it)."""
     sm: ServedModel = request.app.state.registry.get(model)
@@ -419,7 +441,12 @@ def served(request: Request, model: ModelQuery = None) -> ServedModel:
     return sm
 
 
-Served = Annotated[ServedModel, Depends(served)]
+async def _served(request: Request, model: ModelQuery = None) -> ServedModel:
+    """:func:`served` as a dependency on the event loop (a sync one costs a thread hand-off)."""
+    return served(request, model)
+
+
+Served = Annotated[ServedModel, Depends(_served)]
 
 
 def _reload_all(registry: ModelRegistry) -> None:

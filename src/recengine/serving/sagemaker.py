@@ -51,6 +51,10 @@ class Handler(ABC):
 
 def _one_id(value: Any, where: str) -> str | int:
     """The single id of one Object2Vec side: ``[42]``, ``["42"]`` or, leniently, ``42``."""
+    if type(value) is list and len(value) == 1:  # the usual case, checked first (1,000s per request)
+        v = value[0]
+        if (type(v) is str and v) or (type(v) is int and -(2**62) <= v <= 2**62):
+            return v
     if isinstance(value, list):
         if len(value) != 1:
             raise InvocationError(f"{where}: expected a list holding one id, got {len(value)} values")
@@ -73,24 +77,24 @@ class Object2VecHandler(Handler):
         pairs: list[int] = []
         users: list[str] = []
         items: list[str] = []
-        for n, inst in enumerate(instances):
-            if not self.accepts(inst):
+        u_only: list[tuple[int, str | int]] = []
+        i_only: list[tuple[int, str | int]] = []
+        for n, inst in enumerate(instances):  # one pass: a request may hold thousands of instances
+            has0, has1 = "in0" in inst, "in1" in inst
+            if not (has0 or has1):
                 raise InvocationError(f"instance {n}: expected in0 and/or in1")
-            extra = set(inst) - {"in0", "in1"}
-            if extra:
+            if len(inst) != has0 + has1:
+                extra = set(inst) - {"in0", "in1"}
                 raise InvocationError(f"instance {n}: unknown field {sorted(extra)[0]!r}")
-        out: list[dict[str, Any]] = [{} for _ in instances]
-        u_only = [
-            (n, _one_id(i["in0"], f"instance {n}, in0")) for n, i in enumerate(instances) if "in1" not in i
-        ]
-        i_only = [
-            (n, _one_id(i["in1"], f"instance {n}, in1")) for n, i in enumerate(instances) if "in0" not in i
-        ]
-        for n, inst in enumerate(instances):
-            if "in0" in inst and "in1" in inst:
+            if has0 and has1:
                 pairs.append(n)
                 users.append(str(_one_id(inst["in0"], f"instance {n}, in0")))
                 items.append(str(_one_id(inst["in1"], f"instance {n}, in1")))
+            elif has0:
+                u_only.append((n, _one_id(inst["in0"], f"instance {n}, in0")))
+            else:
+                i_only.append((n, _one_id(inst["in1"], f"instance {n}, in1")))
+        out: list[dict[str, Any]] = [{} for _ in instances]
         if pairs:
             kind = sm.kind
             if kind == "ranking":

@@ -56,6 +56,8 @@ def ids_for(idmap: IdMap, values: Sequence[str | int]) -> np.ndarray:
     texts = [str(v) for v in values]
     if idmap.is_numeric:
         for t in texts:
+            if len(t) < 19:  # at most 18 digits: within MAX_ID whatever they are
+                continue
             if _as_int(t) is None and t.strip().lstrip("+-").isdigit():
                 raise UnknownIdError(f"unknown {idmap.name}: {t!r}")
     return np.asarray(texts)
