@@ -207,3 +207,17 @@ def test_index_paths_agree_with_unique(ids):
     uniq = np.unique(ids)
     assert np.array_equal(d.users.external, uniq)
     assert np.array_equal(d.users.to_external(d.user), ids)
+
+
+def test_extended_string_map_keeps_longer_new_ids_whole():
+    m = IdMap(np.asarray(["u1", "u2"]), "user")
+    bigger = m.extended(["a-much-longer-id", "u2"])
+    assert bigger.to_list() == ["u1", "u2", "a-much-longer-id"]
+    assert bigger.to_internal(["a-much-longer-id"]).tolist() == [2]
+
+
+def test_integer_beyond_int64_is_an_unknown_id_not_an_overflow():
+    m = IdMap(np.asarray([1, 2, 3]), "item")
+    with pytest.raises(UnknownIdError, match="out of the integer id range"):
+        m.to_internal(["99999999999999999999999"])
+    assert m.contains(["99999999999999999999999", "2", "x"]).tolist() == [False, True, False]

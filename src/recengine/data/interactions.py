@@ -82,6 +82,8 @@ class IdMap:
                     out[i] = int(v)
                 except ValueError:
                     raise UnknownIdError(f"unknown {self.name} {v!r}: ids of this map are integers") from None
+                except OverflowError:  # beyond int64: no id of this map
+                    raise UnknownIdError(f"unknown {self.name} {v!r}: out of the integer id range") from None
             return out
         return q.astype(str)
 
@@ -113,15 +115,23 @@ class IdMap:
     def contains(self, ids: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         try:
             return self.to_internal(ids, missing="ignore") >= 0
+        except UnknownIdError:  # some id cannot be one of this map (text in a numeric map): one by one
+            q = np.atleast_1d(np.asarray(ids))
+            return np.asarray([self._contains_one(v) for v in q], dtype=bool)
+
+    def _contains_one(self, value: np.generic) -> bool:
+        try:
+            return bool(self.to_internal([value], missing="ignore")[0] >= 0)
         except UnknownIdError:
-            return np.zeros(len(np.atleast_1d(np.asarray(ids))), dtype=bool)
+            return False
 
     def extended(self, new_external: npt.ArrayLike) -> IdMap:
         """A map with ``new_external`` ids appended after the known ones (known ids keep their numbers)."""
         new = self._coerce(new_external)
         known = self.contains(new)
         fresh = np.unique(new[~known]) if len(new) else new
-        return IdMap(np.concatenate([self.external, fresh.astype(self.external.dtype)]), self.name)
+        # No cast to the old dtype: a string map of '<U5' would cut a longer new id to five characters.
+        return IdMap(np.concatenate([self.external, fresh]), self.name)
 
     def to_list(self) -> list[int] | list[str]:
         """JSON-friendly list of the external ids in internal order (for saving inside an artifact)."""
