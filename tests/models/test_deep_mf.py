@@ -233,3 +233,9 @@ def test_embeddings_and_registry(fitted, data):
     assert fitted.item_embeddings().shape == (train.n_items, 8)
     assert type(create("deep-mf", {"preset": "seed-lab1"})) is DeepMF
     assert DeepMF.capabilities.new_users and DeepMF.capabilities.topn
+
+
+def test_default_batch_follows_the_data_size(data, fitted):
+    assert DeepMF().params.batch_size == 0  # auto: 1,024 here, more on millions of rows
+    auto = DeepMF({**TINY, "batch_size": 0, "epochs": 1}).fit(data[0])
+    assert auto.history["batch_size"] == 1024 and fitted.history["batch_size"] == 64

@@ -12,7 +12,7 @@ from torch import nn
 
 from recengine.errors import ConfigError, DataError, TrainingError
 from recengine.training.checkpoint import load_checkpoint
-from recengine.training.config import TrainConfig
+from recengine.training.config import TrainConfig, auto_batch_size
 from recengine.training.loop import (
     TrainResult,
     load_module_state,
@@ -262,3 +262,11 @@ def test_devices_and_config():
 def test_train_result_is_plain_data():
     r = TrainResult(history=[{"epoch": 1, "loss": 0.5}], best_epoch=1, stopped="completed")
     assert r.as_dict()["history"] == [{"epoch": 1, "loss": 0.5}]
+
+
+def test_auto_batch_size_keeps_small_data_and_grows_with_millions_of_rows():
+    assert [auto_batch_size(n) for n in (0, 1, 90_570, 2_500_000)] == [1024] * 4
+    assert auto_batch_size(5_000_000) == 2048 and auto_batch_size(10_000_000) == 4096
+    assert auto_batch_size(19_000_000) == auto_batch_size(10**9) == 8192
+    result = train(TinyTask(), make_arrays(), config(epochs=1))
+    assert result.batch_size == 256 and result.as_dict()["batch_size"] == 256

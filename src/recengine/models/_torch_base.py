@@ -23,7 +23,7 @@ from recengine.data.interactions import Interactions
 from recengine.errors import DataError
 from recengine.models._torch_nets import PairNet, RatingTask, to_rating
 from recengine.models.base import Capabilities, FloatArray, NotFittedError, Recommender
-from recengine.training.config import TrainConfig
+from recengine.training.config import TrainConfig, auto_batch_size
 from recengine.training.device import seeded
 
 #: Pairs per forward call when predicting or scoring: bounds the (pairs × hidden) activations
@@ -151,13 +151,20 @@ class TorchRecommender(Recommender):
             result = run_training(
                 task,
                 arrays,
-                self.params.train_config(),
+                self._train_config(len(target)),
                 checkpoint_dir=self.checkpoint_dir,
                 resume=self.resume,
                 progress=self.progress,
             )
         self.history = result.as_dict()
         net.eval()
+
+    def _train_config(self, n_rows: int) -> TrainConfig:
+        """The loop's settings, with ``batch_size=0`` resolved by :func:`auto_batch_size`."""
+        p = self.params
+        if p.batch_size == 0:
+            p = p.model_copy(update={"batch_size": auto_batch_size(n_rows)})
+        return p.train_config()
 
     def _labels(self, ratings: npt.NDArray[np.floating]) -> npt.NDArray[np.int64]:
         """Class index of each rating on the scale's grid (the classifier head's targets)."""

@@ -6,6 +6,7 @@ same validated, JSON-round-tripping config as the model's own hyperparameters.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 
@@ -14,6 +15,23 @@ from pydantic import Field, field_validator
 from recengine.models.base import Params
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+#: ``auto_batch_size``: the batch of small data sets, the largest batch, and the steps per epoch
+#: aimed at between them.
+AUTO_BATCH_MIN, AUTO_BATCH_MAX, AUTO_BATCH_STEPS = 1024, 8192, 2500
+
+
+def auto_batch_size(n_rows: int) -> int:
+    """Rows per batch for ``n_rows`` training rows: 1,024 up to about 2.5 million rows, then the power
+    of two that keeps about 2,500 steps per epoch, at most 8,192.
+
+    Why: on small data the number of steps per epoch decides the quality (larger batches did not beat
+    1,024 on held-out rows of ml-100k and ml-latest-small at any learning rate tried), while on large
+    data an epoch has steps to spare and a step's fixed costs (the optimizer, per-batch overhead)
+    decide the speed on the CPU.
+    """
+    want = max(1, n_rows) / AUTO_BATCH_STEPS
+    return int(min(AUTO_BATCH_MAX, max(AUTO_BATCH_MIN, 2 ** math.ceil(math.log2(want)))))
 
 
 class TrainConfig(Params):

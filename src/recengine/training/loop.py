@@ -32,6 +32,7 @@ from recengine.training.data import (
     split_validation,
 )
 from recengine.training.device import deterministic, resolve_device
+from recengine.training.optim import make_optimizer
 from recengine.training.progress import EpochProgress
 from recengine.training.state import (
     clone_state,
@@ -76,6 +77,7 @@ class TrainResult:
     resumed_at_epoch: int | None = None
     train_rows: int = 0
     val_rows: int = 0
+    batch_size: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,7 +141,7 @@ class _Run:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.progress = progress
         self.metric = task.val_metric
-        self.optimizer = _optimizer(self.module, cfg)
+        self.optimizer = make_optimizer(self.module, cfg)
         # The plateau schedule watches the validation metric, or the training loss without one.
         maximize = self.val is not None and self.metric in HIGHER_IS_BETTER
         self.scheduler = _scheduler(self.optimizer, cfg, maximize)
@@ -178,6 +180,7 @@ class _Run:
             resumed_at_epoch=self.resumed_at,
             train_rows=self.data.n,
             val_rows=self.val.n if self.val is not None else 0,
+            batch_size=self.cfg.batch_size,
         )
 
     def _epoch(self, epoch: int, reporter: EpochProgress) -> None:
@@ -338,19 +341,6 @@ class _Run:
         self.history = [dict(h) for h in meta["history"]]
         self.stopped = str(meta["stopped"])
         self.last_saved_epoch = self.resumed_at = int(meta["epoch"])
-
-
-def _optimizer(module: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in module.parameters() if p.requires_grad]
-    if not params:
-        raise TrainingError("the network has no trainable parameters")
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, maximize: bool) -> Any:

@@ -1,0 +1,115 @@
+"""Optimizers of the training loop, with an Adagrad whose embedding updates touch only a batch's rows.
+
+torch's Adagrad applies a sparse gradient through generic sparse-tensor arithmetic: a sort to sum
+duplicate rows, a sparse add into the whole accumulator, a ``sparse_mask`` that searches it again and
+a second sparse add into the table; at a deep-mf batch that was a quarter of a training step.
+:class:`RowAdagrad` runs the same update on the batch's rows only: on the CPU in one compiled pass
+(:mod:`recengine.training._row_kernels`), elsewhere with gather/update/scatter tensor ops that give
+torch's exact numbers. The compiled pass sums a row's duplicate gradients in batch order rather than
+torch's sorted order, so its results agree with torch's to float rounding, and are as deterministic.
+Dense parameters go to torch's own step, and the state (``sum``, ``step``) keeps torch's names, so
+checkpoints of either load into the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from recengine.errors import TrainingError
+from recengine.training.config import TrainConfig
+
+
+class RowAdagrad(torch.optim.Adagrad):
+    """``torch.optim.Adagrad`` with a row-wise update for sparse gradients of 2-D tables
+    (``nn.Embedding``/``EmbeddingBag`` with ``sparse=True``); everything else goes to torch's step."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        held: list[tuple[Tensor, Tensor]] = []
+        try:
+            for group in self.param_groups:
+                if group["weight_decay"] or group["maximize"] or group["differentiable"]:
+                    continue  # torch's step refuses or handles these itself
+                for p in group["params"]:
+                    g = p.grad
+                    if g is not None and _row_sparse(p, g):
+                        self._row_step(p, g, group)
+                        held.append((p, g))
+                        p.grad = None  # torch's step skips a parameter without a gradient
+            super().step()
+        finally:
+            for p, g in held:
+                p.grad = g
+        return loss
+
+    def _row_step(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> None:
+        """torch's sparse Adagrad arithmetic, restricted to the rows the gradient names."""
+        state = self.state[p]
+        step_t: Tensor = state["step"]
+        step_t += 1
+        clr = group["lr"] / (1 + (float(step_t) - 1) * group["lr_decay"])
+        acc: Tensor = state["sum"]
+        if _compiled(p, acc):
+            self._compiled_step(p, acc, grad, clr, group["eps"])
+            return
+        grad = grad.coalesce()  # unique sorted rows, duplicates summed (the update is non-linear)
+        rows = grad._indices()[0]
+        values = grad._values()
+        rows_sum = acc.index_select(0, rows).add_(values.pow(2))
+        acc.index_copy_(0, rows, rows_sum)
+        std = rows_sum.sqrt_().add_(group["eps"])
+        # gather, update, scatter: index_add_ into a large table is several times slower
+        p.index_copy_(0, rows, p.index_select(0, rows).add_(values / std, alpha=-clr))
+
+    def _compiled_step(self, p: Tensor, acc: Tensor, grad: Tensor, clr: float, eps: float) -> None:
+        """The same update in one compiled pass (duplicates summed in batch order, no sort)."""
+        from recengine.training._row_kernels import adagrad_rows
+
+        slots = self.__dict__.setdefault("_slots", {})
+        slot = slots.get(id(p))
+        if slot is None or len(slot) != p.shape[0]:
+            slot = slots[id(p)] = np.full(p.shape[0], -1, dtype=np.int64)
+        rows = grad._indices()[0].contiguous().numpy()
+        values = grad._values().contiguous().numpy()
+        kind = values.dtype.type
+        adagrad_rows(rows, values, acc.numpy(), p.detach().numpy(), slot, kind(-clr), kind(eps))
+
+
+def _compiled(p: Tensor, acc: Tensor) -> bool:
+    """The compiled step writes through numpy views: CPU, float32/float64, contiguous tables."""
+    return (
+        p.device.type == "cpu"
+        and p.dtype in (torch.float32, torch.float64)
+        and acc.dtype == p.dtype
+        and p.is_contiguous()
+        and acc.is_contiguous()
+    )
+
+
+def _row_sparse(p: Tensor, g: Tensor) -> bool:
+    return bool(
+        g.is_sparse and p.dim() == 2 and g.sparse_dim() == 1 and g.dense_dim() == 1 and not p.is_complex()
+    )
+
+
+def make_optimizer(module: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` names, over the module's trainable parameters."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise TrainingError("the network has no trainable parameters")
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return RowAdagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
