@@ -31,7 +31,7 @@ def test_first_requests_share_one_tsne(mf_dir: Path, monkeypatch: pytest.MonkeyP
     calls = []
     real = explore_web.map_points
 
-    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def counted(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
