@@ -15,6 +15,10 @@
   same load; the figures are the median over rounds, and ``ratio_to_previous`` is the median of the
   per-round ratios.
 * Peak resident memory of each fit (the high-water mark is reset just before it).
+* OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it): the
+  machine's cores are shared, and a spinning wait holds a core that the other torch thread needs,
+  which made 2-thread runs three to twenty times slower whenever other processes were busy (the same
+  setting helps any user of a shared machine; set it before Python starts).
 * The machine's cores are shared with other work; the samples per CPU second of the whole fit (all
   threads' CPU time, set-up included) is reported beside the wall-clock rate, with the load average
   before and after each fit, so a reader can tell a busy machine from a slow model.
@@ -34,6 +38,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads its OpenMP runtime
 
 import numpy as np
 import torch
@@ -129,6 +135,7 @@ def time_config(
     p = model.params
     return {
         "params": {k: v for k, v in p.model_dump(mode="json").items() if k in run or k in _SHOWN},
+        "batch_size_used": model.history["batch_size"],
         "epochs": len(hist),
         "epoch_seconds": [h["seconds"] for h in hist],
         "samples_per_second": float(np.median(rates)),
@@ -150,6 +157,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "params": runs[0]["params"],
         "optimizer": runs[0]["optimizer"],
+        "batch_size_used": runs[0]["batch_size_used"],
         "samples_per_second": rate,
         "fit_samples_per_second": float(np.median([r["fit_samples_per_second"] for r in runs])),
         "samples_per_cpu_second": float(np.median([r["samples_per_cpu_second"] for r in runs])),
@@ -202,6 +210,7 @@ def main() -> None:
         "target_samples_per_second": TARGET,
         "torch": torch.__version__,
         "threads": args.threads or cpu_count(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average_1_5_15_at_start": load_start,
         "load_average_1_5_15": list(os.getloadavg()),
         "note": "other processes on the machine share its cores; load_average shows how busy it was",
