@@ -17,6 +17,7 @@ from recengine.data.interactions import Interactions, RatingScale
 from recengine.data.pairs import Pairs
 from recengine.errors import DataError
 from recengine.models._torch_base import _row_weights
+from recengine.models._torch_nets import class_values
 from recengine.models.object2vec import tokens as tk
 from recengine.models.object2vec.params import Object2VecParams
 from recengine.models.object2vec.sampling import sample_negatives
@@ -29,6 +30,10 @@ def training_arrays(
     (rows, negatives), and the scale of the labels when they are not the data's ratings."""
     values = train.values().astype(np.float32)
     info: dict[str, Any] = {"rows": len(train)}
+    classes = None
+    if p.rating_classes:
+        classes = rating_class_labels(train, p)
+        info["positive_classes"] = positive_classes(train.scale, p).tolist()
     if p.label_threshold is not None:
         values = (values > p.label_threshold).astype(np.float32)
     users, items = train.user.astype(np.int32), train.item.astype(np.int32)
@@ -43,18 +48,41 @@ def training_arrays(
         values = np.concatenate([values, np.zeros(len(nu), dtype=np.float32)])
         info.update(negatives=len(nu), negatives_short=short)
     scale = None
-    if p.output_layer == "softmax":
+    if classes is not None:  # rating classes learned, P(rating > threshold) predicted
+        scale = RatingScale(0.0, 1.0, 1.0)
+    elif p.output_layer == "softmax":
         check_classes(values, p.num_classes, "training labels")
         scale = RatingScale(0.0, float(p.num_classes - 1), 1.0)
     elif p.label_threshold is not None or p.negative_sampling_rate > 0:
         scale = RatingScale(0.0, 1.0, 1.0)
     arrays: dict[str, np.ndarray] = {"user": users, "item": items, "target": values}
     if p.output_layer == "softmax":
-        arrays["label"] = values.astype(np.int64)
+        arrays["label"] = values.astype(np.int64) if classes is None else classes
     if p.reg > 0 and p.reg_power > 0:  # the shared base's per-row L2 weights
         arrays["user_weight"] = _row_weights(users, train.n_users, p.reg_power)
         arrays["item_weight"] = _row_weights(items, train.n_items, p.reg_power)
     return arrays, info, scale
+
+
+def positive_classes(scale: RatingScale | None, p: Object2VecParams) -> npt.NDArray[np.float64]:
+    """1 for each rating class of ``scale`` above ``label_threshold``, else 0: the worth of each class
+    in P(label = 1), which makes the head's expected value the probability of the positive label."""
+    values = class_values(scale)
+    if len(values) != p.num_classes:
+        raise DataError(
+            f"rating_classes: the ratings ({scale}) have {len(values)} classes, but num_classes is "
+            f"{p.num_classes}; set num_classes={len(values)}"
+        )
+    assert p.label_threshold is not None  # the params' check
+    return (values > p.label_threshold).astype(np.float64)
+
+
+def rating_class_labels(train: Interactions, p: Object2VecParams) -> npt.NDArray[np.int64]:
+    """Class index of each rating on its scale's grid (1–5 stars → 0..4)."""
+    scale = train.scale
+    positive_classes(scale, p)  # the class count must fit the head
+    assert scale is not None and scale.step is not None
+    return np.round((train.values() - scale.low) / scale.step).astype(np.int64)
 
 
 def check_classes(labels: npt.NDArray[np.floating], num_classes: int, what: str) -> None:

@@ -4,7 +4,9 @@ Following SageMaker's Object2Vec: enc0 embeds the user side's tokens, enc1 the i
 ``pooled_embedding`` (mean of token embeddings, then a projection to ``enc_dim``), an ``hcnn``
 (stacked 1-D convolutions over the token sequence, max-pooled over positions) or a ``bilstm`` (the
 last states of both directions); the comparator joins the two vectors (``hadamard``, ``concat``,
-``abs_diff``, in the order given) and an MLP maps the result to a rating or to class logits.
+``abs_diff``, in the order given) and an MLP maps the result to a rating or to class logits. With
+bias terms each side also sums a 1-d embedding of its tokens, carried as the last column of the side
+vector and added to the output, so the MLP models the interaction rather than the offsets.
 
 Splitting the network at the user/item boundary (``user_side``/``item_side``/``combine``) lets the
 shared PyTorch base run each encoder once per user and once per item when scoring a catalog.
@@ -146,6 +148,7 @@ class NetSpec:
     init_std: float
     id_dropout: tuple[float, float]
     sparse: bool = False  # sparse embedding gradients (Adagrad without weight decay)
+    bias: bool = False  # a 1-d "bias" embedding per token, summed per side and added to the output
 
 
 def build_encoder(network: str, embedding: nn.Embedding, enc_dim: int, layers: int, width: int) -> Encoder:
@@ -196,6 +199,20 @@ class Object2VecNet(PairNet):
             width = spec.mlp_dim
         self.mlp = nn.Sequential(*layers)
         self.output = nn.Linear(width, spec.out_dim)
+        self.side_dim = spec.enc_dim + (1 if spec.bias else 0)
+        if spec.bias:
+            # Zero start: the model begins as the plain pair network and learns the offsets. Each side
+            # sums its tokens' biases (id, genres, ...), so a new item still gets one from its content.
+            self.bias0 = nn.Embedding(spec.vocab0, 1, padding_idx=PAD, sparse=spec.sparse)
+            self.bias1 = nn.Embedding(spec.vocab1, 1, padding_idx=PAD, sparse=spec.sparse)
+            nn.init.zeros_(self.bias0.weight)
+            nn.init.zeros_(self.bias1.weight)
+            # How the summed bias moves the head: a rating up by b; class logits along c - mean class,
+            # which moves probability toward the higher classes (the log-odds of class 1 by b for two).
+            direction = (
+                torch.ones(1) if spec.out_dim == 1 else torch.arange(spec.out_dim) - (spec.out_dim - 1) / 2
+            )
+            self.register_buffer("bias_direction", direction.float())
 
     @staticmethod
     def _embedding(n: int, dim: int, spec: NetSpec) -> nn.Embedding:
@@ -213,9 +230,17 @@ class Object2VecNet(PairNet):
         return tokens
 
     def encode(self, side: int, tokens: Tensor) -> Tensor:
-        """(B, L) side-local token ids → (B, enc_dim); no id dropout (inference and new content)."""
+        """(B, L) side-local token ids → (B, side_dim): the encoder's output, then the side's summed
+        token bias when bias terms are on; no id dropout (inference and new content)."""
         enc = self.enc0 if side == 0 else self.enc1
-        return enc(self.side_tokens(side, tokens))
+        out = enc(self.side_tokens(side, tokens))
+        if not self.spec.bias:
+            return out
+        table = self.bias0 if side == 0 else self.bias1
+        bias = nn.functional.embedding_bag(
+            tokens, table.weight, mode="sum", padding_idx=PAD, sparse=table.sparse
+        )
+        return torch.cat([out, bias], dim=1)
 
     def _train_tokens(self, side: int, tokens: Tensor) -> Tensor:
         """In training, the id token of a row is replaced by UNK with probability ``id_dropout``, so that
@@ -238,7 +263,11 @@ class Object2VecNet(PairNet):
 
     # ----- joining them ----------------------------------------------------------------------------
     def combine(self, u: Tensor, i: Tensor) -> Tensor:
-        return self.output(self.mlp(self.comparator(u, i)))
+        if not self.spec.bias:
+            return self.output(self.mlp(self.comparator(u, i)))
+        d = self.spec.enc_dim
+        out = self.output(self.mlp(self.comparator(u[:, :d], i[:, :d])))
+        return out + (u[:, d:] + i[:, d:]) * self.get_buffer("bias_direction")
 
     def combine_grid(self, u: Tensor, i: Tensor) -> Tensor:
         """Every (user, item) pair, a few users at a time so the pair activations stay bounded."""

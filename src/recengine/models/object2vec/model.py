@@ -3,7 +3,10 @@
 Trains from :class:`Interactions` (users and items as token rows: ids plus side tokens from the
 data set's metadata) or from SageMaker's JSON Lines pairs (:meth:`Object2Vec.fit_pairs`). Labels are
 ratings (``mean_squared_error``) or classes (``softmax``): given as such, made binary by
-``label_threshold``, or observed rows against sampled negatives (``negative_sampling_rate``).
+``label_threshold``, or observed rows against sampled negatives (``negative_sampling_rate``). With
+``rating_classes`` a softmax learns the rating classes themselves and predicts P(rating > threshold).
+The optimizer is chosen by vocabulary size (``optimizer=auto``): dense Adam on small tables, sparse
+Adagrad where updating every row at each step would be the cost of training.
 
 Fitting, batched prediction, catalog scoring, fold-in of a new user and the artifact state come
 from :class:`TorchRecommender`; this module adds the tokens, the labels, pair inference, one-side
@@ -90,7 +93,11 @@ class Object2Vec(TorchRecommender):
             self._scale = scale
         user_table, item_table, raw = self._tables(train)
         self.layout = self._layout(user_table, item_table, raw)
-        spec = self._spec()
+        if "positive_classes" in info:
+            self.layout["positive_classes"] = info["positive_classes"]
+        p = p.resolved(int(self.layout["vocab"][0]) + int(self.layout["vocab"][1]))
+        info["optimizer"] = {"optimizer": p.optimizer, "lr": p.lr, "sparse": p.sparse_embeddings}
+        spec = self._spec(p)
         with seeded(p.seed):  # initial weights from the seed alone; the caller's RNG untouched
             net = Object2VecNet(
                 spec, torch.from_numpy(user_table.tokens), torch.from_numpy(item_table.tokens)
@@ -101,7 +108,7 @@ class Object2Vec(TorchRecommender):
         self.net, self._prior = net, None
         vals = None if values is None else torch.tensor(values, dtype=torch.float32)
         task = RatingTask(net, vals, p.reg, False)
-        if values is not None and len(values) == 2:
+        if values is not None and (len(values) == 2 or p.rating_classes):
             task.val_metric = "log_loss"  # the prediction is P(label = 1)
         with torch.sparse.check_sparse_tensor_invariants(enable=False):  # as the base does for Adagrad
             result = run_training(
@@ -167,8 +174,8 @@ class Object2Vec(TorchRecommender):
             "item_kinds": item.kinds,
         }
 
-    def _spec(self) -> NetSpec:
-        p = self.params
+    def _spec(self, params: Object2VecParams | None = None) -> NetSpec:
+        p = self.params if params is None else params
         head = p.num_classes if p.output_layer == "softmax" else 1
         return NetSpec(
             vocab0=int(self.layout["vocab"][0]),
@@ -189,13 +196,50 @@ class Object2Vec(TorchRecommender):
             init_std=p.init_std,
             id_dropout=(p.id_dropout, p.id_dropout) if self.layout["mode"] == "interactions" else (0.0, 0.0),
             sparse=p.sparse_embeddings,
+            bias=p.bias_terms,
         )
 
     def _class_values(self) -> npt.NDArray[np.float64] | None:
-        """Class c is worth c: the prediction is the expected class, P(label = 1) for two classes."""
+        """Class c is worth c: the prediction is the expected class, P(label = 1) for two classes.
+        With ``rating_classes`` a class is worth 1 when its rating is above the threshold, so the
+        expected value is P(rating > label_threshold)."""
         if self.params.output_layer != "softmax":
             return None
+        if self.params.rating_classes:
+            return np.asarray(self.layout["positive_classes"], dtype=np.float64)
         return np.arange(self.params.num_classes, dtype=np.float64)
+
+    def _fold_in(
+        self, items: npt.NDArray[np.int64], ratings: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """As the base does it; a rating-class head is fitted to the history's 0/1 labels through
+        P(label = 1) (its classes are ratings, which a binary history does not give)."""
+        if not self.params.rating_classes or len(items) == 0:
+            return super()._fold_in(items, ratings)
+        net = self._o2v().eval()
+        dev = _device(net)
+        prior = self._user_prior().detach().clone()
+        positive = torch.from_numpy(np.asarray(self.layout["positive_classes"], dtype=np.float32)).to(dev)
+        with torch.no_grad():
+            iv = net.item_side(torch.from_numpy(items).to(dev))
+        target = torch.from_numpy(ratings.astype(np.float32)).to(dev)
+        v = prior.clone().requires_grad_(True)
+        opt = torch.optim.LBFGS(
+            [v], lr=1.0, max_iter=self.params.fold_in_steps, line_search_fn="strong_wolfe"
+        )
+
+        def closure() -> torch.Tensor:
+            p1 = (torch.softmax(net.combine(v.expand(len(items), -1), iv), dim=-1) @ positive).clamp(
+                1e-6, 1 - 1e-6
+            )
+            loss = torch.nn.functional.binary_cross_entropy(p1, target, reduction="sum")
+            loss = loss + self.params.fold_in_reg * torch.sum((v - prior) ** 2)
+            (grad,) = torch.autograd.grad(loss, v)  # weights stay untouched
+            v.grad = grad
+            return loss.detach()
+
+        opt.step(closure)
+        return v.detach().double().cpu().numpy()
 
     def _o2v(self) -> Object2VecNet:
         net = self._net()
@@ -242,7 +286,8 @@ class Object2Vec(TorchRecommender):
         net = self._o2v().eval()
         arr, lengths = tk.ragged_to_padded(seqs, f"in{side}")
         with torch.inference_mode():
-            return net.encode(side, self._side_tokens(side, arr, lengths)).cpu().numpy().astype(np.float32)
+            out = net.encode(side, self._side_tokens(side, arr, lengths))[:, : self.params.enc_dim]
+        return out.cpu().numpy().astype(np.float32)
 
     def predict_pairs(self, pairs: Pairs | str | Path) -> npt.NDArray[np.float64]:
         """Scores of pairs: (n,) predicted ratings for a regression head, (n, num_classes) class
@@ -261,6 +306,9 @@ class Object2Vec(TorchRecommender):
                     torch.softmax(out, dim=-1) if self.params.output_layer == "softmax" else out[:, 0]
                 )
         pred = torch.cat(parts).double().cpu().numpy()
+        if self.params.rating_classes:  # [P(label = 0), P(label = 1)], as a two-class head gives
+            p1 = pred @ np.asarray(self.layout["positive_classes"], dtype=np.float64)
+            return np.stack([1.0 - p1, p1], axis=1)
         if self.params.output_layer == "softmax":
             return pred
         return self.scale.clip(pred) if self.scale is not None else pred
@@ -272,10 +320,10 @@ class Object2Vec(TorchRecommender):
         with torch.inference_mode():
             ids = torch.arange(n, device=_device(net))
             out = net.user_side(ids) if side == 0 else net.item_side(ids)
-        return out.cpu().numpy().astype(np.float32)
+        return out[:, : self.params.enc_dim].cpu().numpy().astype(np.float32)
 
     def user_embeddings(self) -> npt.NDArray[np.float32]:
-        """enc0's output for every user (what the comparator reads)."""
+        """enc0's output for every user (what the comparator reads; the bias term is left out)."""
         return self._side_all(0)
 
     def item_embeddings(self) -> npt.NDArray[np.float32]:
@@ -346,7 +394,8 @@ class Object2Vec(TorchRecommender):
         titles: Sequence[str | None] | None = None,
         years: Sequence[int | None] | None = None,
     ) -> npt.NDArray[np.float32]:
-        """enc1's embedding of items nobody has rated, from their content alone: (n, enc_dim).
+        """enc1's side vectors of items nobody has rated, from their content alone: (n, enc_dim), or
+        (n, enc_dim + 1) with ``bias_terms`` (the last column is the item's bias from its tokens).
 
         Content tokens unknown to the training vocabulary are left out with a warning; an item with
         no known token at all gets the UNK embedding (the model's "any item").
@@ -367,8 +416,8 @@ class Object2Vec(TorchRecommender):
         dev = _device(net)
         uidx = torch.from_numpy(self.users.to_internal(users).astype(np.int64)).to(dev)
         iv = torch.as_tensor(np.asarray(vectors, dtype=np.float32), device=dev)
-        if iv.ndim != 2 or iv.shape[1] != self.params.enc_dim:
-            raise ValueError(f"vectors must have shape (n, {self.params.enc_dim})")
+        if iv.ndim != 2 or iv.shape[1] != net.side_dim:
+            raise ValueError(f"vectors must have shape (n, {net.side_dim}) as new_item_vectors gives them")
         with torch.inference_mode():
             out = self._grid(net.user_side(uidx), iv, self._values_tensor(dev)).double().cpu().numpy()
         return self.scale.clip(out) if self.scale is not None else out
@@ -381,7 +430,7 @@ class Object2Vec(TorchRecommender):
 
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
-        q = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        q = np.atleast_2d(np.asarray(vectors, dtype=np.float32))[:, : self.params.enc_dim]  # no bias
         emb = self.item_embeddings()
         unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         qu = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
