@@ -62,7 +62,7 @@ class DeepMFParams(TorchRatingParams):
     The batch grows with the data (``batch_size=0``, :func:`auto_batch_size`): 1,024 rows, the batch
     these defaults were chosen with, on data sets of the ml-100k size, where larger batches gave no
     better held-out RMSE at any learning rate tried (8,192 lost 0.002-0.003); 8,192 on the ml-20m
-    size, where an epoch still has some 2,300 steps and the CPU trains about twice as fast."""
+    size, where an epoch still has some 2,300 steps and two CPU cores train 1.7 times as fast."""
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"seed-lab1": SEED_LAB1}
 
