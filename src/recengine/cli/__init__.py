@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
+
+# Before anything loads torch: its OpenMP threads then sleep while they wait instead of spinning,
+# which on a machine busy with other work made 2-thread training 3-50x slower (measured by
+# benchmarks/deep_speed.py). Whoever sets the variable keeps their own value.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
