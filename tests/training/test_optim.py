@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -30,7 +32,9 @@ class Pairs(nn.Module):
         return ((pred - y) ** 2).mean()
 
 
-def train(opt_cls: type[torch.optim.Optimizer], steps: int = 30, start: int = 0, **kw: object) -> tuple:
+def train(
+    opt_cls: Callable[..., torch.optim.Optimizer], steps: int = 30, start: int = 0, **kw: object
+) -> tuple:
     torch.manual_seed(0)
     net = Pairs(**kw)  # type: ignore[arg-type]
     opt = opt_cls(net.parameters(), lr=0.05)
