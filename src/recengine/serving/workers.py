@@ -59,14 +59,8 @@ def verify(models: Sequence[str], default: str | None) -> list[str]:
 def supervisor_options() -> dict[str, Any]:
     """How long a new worker may take to load its models before the supervisor gives up on it
     (uvicorn's default of 5 s is less than loading torch and an ml-20m model on a busy machine, and
-    a SIGHUP restart would then be abandoned). Older uvicorn releases have no such setting."""
-    import inspect
-
-    import uvicorn
-
-    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
-        return {"timeout_worker_healthcheck": HEALTHCHECK_SECONDS}
-    return {}
+    a SIGHUP restart would then be abandoned)."""
+    return {"timeout_worker_healthcheck": HEALTHCHECK_SECONDS}
 
 
 def app_from_env() -> FastAPI:
