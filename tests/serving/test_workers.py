@@ -81,7 +81,7 @@ def test_workers_share_the_store_and_reload_without_a_failed_request(
                 assert recs["folded_in"] and 50 not in [x["item"] for x in recs["items"]]
 
         v1 = _version(url)
-        threads = [threading.Thread(target=hammer, args=(url,)) for _ in range(3)]
+        threads = [threading.Thread(target=hammer, args=(url,)) for _ in range(6)]
         for t in threads:
             t.start()
         try:
