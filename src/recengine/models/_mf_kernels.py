@@ -14,6 +14,7 @@ the user's ratings stream past (the project's notes measured 40 M updates/s grou
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -235,13 +236,20 @@ def predict_rows(
     """mu + b_u + b_i + p_u . q_i per pair, without an (n, k) temporary.
 
     A server's request of a thousand pairs is microseconds of work on one thread, but took
-    milliseconds in the parallel kernel, whose threads wait for cores busy with other requests."""
-    kernel = _predict_rows_parallel if len(users) >= PARALLEL_PREDICT_ROWS else _predict_rows_serial
-    return kernel(users, items, P, Q, bu, bi, mu)
+    milliseconds on all of them, waiting for cores busy with other requests: small calls run on
+    the calling thread alone (numba's thread count is per calling thread)."""
+    if len(users) >= PARALLEL_PREDICT_ROWS:
+        return _predict_rows(users, items, P, Q, bu, bi, mu)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return _predict_rows(users, items, P, Q, bu, bi, mu)
+    finally:
+        numba.set_num_threads(previous)
 
 
 @njit(parallel=True, fastmath=True, nogil=True, cache=True)
-def _predict_rows_parallel(
+def _predict_rows(
     users: np.ndarray,
     items: np.ndarray,
     P: np.ndarray,
@@ -252,22 +260,6 @@ def _predict_rows_parallel(
 ) -> np.ndarray:
     out = np.empty(users.shape[0])
     for row in prange(users.shape[0]):
-        out[row] = _pair_score(users[row], items[row], P, Q, bu, bi, mu)
-    return out
-
-
-@njit(fastmath=True, nogil=True, cache=True)
-def _predict_rows_serial(
-    users: np.ndarray,
-    items: np.ndarray,
-    P: np.ndarray,
-    Q: np.ndarray,
-    bu: np.ndarray,
-    bi: np.ndarray,
-    mu: float,
-) -> np.ndarray:
-    out = np.empty(users.shape[0])
-    for row in range(users.shape[0]):
         out[row] = _pair_score(users[row], items[row], P, Q, bu, bi, mu)
     return out
 
