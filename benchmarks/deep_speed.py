@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +44,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loa
 import numpy as np
 import torch
 
+from _memory import reset_peak, rss_mb
 from recengine.data.interactions import Interactions
 from recengine.evaluation.runner import run_context
 from recengine.models.deep_mf import DeepMF
@@ -62,22 +62,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
 #: Configurations trained with torch's own Adagrad (the kernel before the row-wise one).
 STOCK_ADAGRAD = {"previous"}
 _SHOWN = ("preset", "user_embedding", "item_embedding", "hidden", "batch_size", "optimizer", "lr", "biases")
-
-
-def rss_mb(field: str = "VmRSS") -> float:
-    """Current (VmRSS) or peak (VmHWM) resident memory of this process, from /proc."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager

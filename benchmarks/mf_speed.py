@@ -27,35 +27,18 @@ import argparse
 import gc
 import json
 import os
-import resource
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from _memory import reset_peak, rss_mb
 from recengine.data.interactions import Interactions
 from recengine.evaluation.runner import run_context
 from recengine.models.mf import MF
 
 OUT = Path(__file__).resolve().parent / "results" / "mf_speed.json"
-
-
-def rss_mb(field: str = "VmRSS") -> float:
-    """Current (VmRSS) or peak (VmHWM) resident memory of this process, from /proc."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def reset_peak() -> bool:
-    """Reset VmHWM so that the next peak is that of the timed phase (Linux ≥ 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def load_data(data: str | None) -> tuple[Interactions, dict[str, Any]]:

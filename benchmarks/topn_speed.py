@@ -29,28 +29,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from _memory import reset_peak, rss_mb
 from recengine.data.interactions import IdMap, Interactions
 from recengine.evaluation.topn import TopNResult, evaluate_topn
 
 N_USERS, N_ITEMS, FACTORS = 138_493, 26_744, 64
 OUT = Path(__file__).resolve().parent / "results" / "topn_speed.json"
-
-
-def rss_mb(field: str = "VmRSS") -> float:
-    """Current (VmRSS) or peak (VmHWM) resident memory of this process, from /proc."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def reset_peak() -> bool:
-    """Reset VmHWM so the next peak is that of the timed phase only (Linux ≥ 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def synthetic(
