@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -582,6 +583,20 @@ def test_embeddings_and_similar_items():
         m.embed(1, [[999]])
 
 
+#: A quick Object2Vec for the seeded ml-100k quality floors (a few epochs, small dimensions).
+SMALL_ML100K: dict[str, Any] = {
+    "threads": 1,
+    "epochs": 4,
+    "batch_size": 512,
+    "lr": 0.003,
+    "weight_decay": 1e-4,
+    "val_fraction": 0.0,
+    "enc_dim": 32,
+    "mlp_dim": 64,
+    "token_embedding_dim": 32,
+}
+
+
 def test_interactions_pairs_round_trip():
     data = groups()
     m = Object2Vec(FAST_TOK, epochs=2).fit(data)
@@ -600,17 +615,7 @@ def test_quality_floor_on_ml100k_ua(ml100k_dir: Path):
     base = float(
         np.sqrt(np.mean((bias.predict_internal(fold.test.user, fold.test.item) - fold.test.values()) ** 2))
     )
-    m = Object2Vec(
-        threads=1,
-        epochs=4,
-        batch_size=512,
-        lr=0.003,
-        weight_decay=1e-4,
-        val_fraction=0.0,
-        enc_dim=32,
-        mlp_dim=64,
-        token_embedding_dim=32,
-    )
+    m = Object2Vec(**SMALL_ML100K)
     m.use_dataset(run.dataset)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -628,15 +633,7 @@ def test_rating_classes_binary_floor_on_ml100k_ua(ml100k_dir: Path):
     ratings = build("ml100k-ua", ml100k_dir)
     binary = build("ml100k-ua-binary", ml100k_dir).folds[0]
     m = Object2Vec(
-        threads=1,
-        epochs=4,
-        batch_size=512,
-        lr=0.003,
-        weight_decay=1e-4,
-        val_fraction=0.0,
-        enc_dim=32,
-        mlp_dim=64,
-        token_embedding_dim=32,
+        **SMALL_ML100K,
         output_layer="softmax",
         num_classes=5,
         label_threshold=3,
