@@ -102,3 +102,82 @@ def test_weight_decay_is_left_to_torch():
     net.loss(0).backward()
     with pytest.raises(RuntimeError, match="weight_decay"):
         opt.step()  # torch refuses sparse gradients with weight decay; so do we
+
+
+class _SparseAdamPlusAdam(torch.optim.Optimizer):
+    """The reference for RowAdam: torch's SparseAdam on the sparse tables, torch's Adam on the rest."""
+
+    def __init__(self, net: Pairs, lr: float) -> None:
+        tables = [net.emb.weight, net.bag.weight]
+        dense = [p for p in net.parameters() if all(p is not t for t in tables)]
+        self.sparse = torch.optim.SparseAdam(tables, lr=lr)
+        self.dense = torch.optim.Adam(dense, lr=lr)
+        super().__init__(list(net.parameters()), {"lr": lr})
+
+    def step(self, closure: object = None) -> None:  # type: ignore[override]
+        self.sparse.step()
+        self.dense.step()
+
+
+def _train_adam(
+    reference: bool, steps: int = 30, weight_decay: float = 0.0
+) -> tuple[Pairs, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    net = Pairs()
+    opt: torch.optim.Optimizer = (
+        _SparseAdamPlusAdam(net, lr=0.05)
+        if reference
+        else optim.RowAdam(net.parameters(), lr=0.05, weight_decay=weight_decay)
+    )
+    for step in range(steps):
+        opt.zero_grad()
+        net.loss(step).backward()
+        opt.step()
+    return net, opt
+
+
+def test_row_adam_is_sparse_adam_on_tables_and_adam_elsewhere():
+    ours, opt = _train_adam(reference=False)
+    ref, _ = _train_adam(reference=True)
+    for a, b in zip(params(ours), params(ref), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert float(opt.state[ours.emb.weight]["step"]) == 30
+    untouched = torch.ones(300, dtype=torch.bool)
+    untouched[:40] = False  # the loss only ever looks up rows 0..39 of the table
+    torch.manual_seed(0)
+    assert torch.equal(ours.emb.weight[untouched], Pairs().emb.weight[untouched])  # lazy: never moved
+
+
+def test_row_adam_without_sparse_gradients_is_torch_adam_exactly():
+    torch.manual_seed(0)
+    a = nn.Linear(6, 2)
+    b = nn.Linear(6, 2)
+    b.load_state_dict(a.state_dict())
+    ours = optim.RowAdam(a.parameters(), lr=0.01, weight_decay=0.01)
+    ref = torch.optim.Adam(b.parameters(), lr=0.01, weight_decay=0.01)
+    x = torch.randn(32, 6, generator=torch.Generator().manual_seed(1))
+    for opt, net in ((ours, a), (ref, b)):
+        for _ in range(5):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_row_adam_weight_decay_acts_on_the_batch_rows_and_resumes_exactly():
+    decayed, _ = _train_adam(reference=False, weight_decay=0.1)
+    plain, _ = _train_adam(reference=False)
+    assert not torch.equal(decayed.emb.weight[:40], plain.emb.weight[:40])
+    assert torch.equal(decayed.emb.weight[40:], plain.emb.weight[40:])  # rows never looked up
+    whole, _ = _train_adam(reference=False, steps=20, weight_decay=0.1)
+    half, opt = _train_adam(reference=False, steps=8, weight_decay=0.1)
+    arrays, meta = optimizer_state(opt)
+    net = Pairs()
+    net.load_state_dict(half.state_dict())
+    resumed = optim.RowAdam(net.parameters(), lr=0.05, weight_decay=0.1)
+    load_optimizer_state(resumed, {k: np.asarray(v) for k, v in arrays.items()}, meta)
+    for step in range(8, 20):
+        resumed.zero_grad()
+        net.loss(step).backward()
+        resumed.step()
+    assert all(torch.equal(x, y) for x, y in zip(params(net), params(whole), strict=True))

@@ -84,6 +84,67 @@ class RowAdagrad(torch.optim.Adagrad):
         adagrad_rows(rows, values, acc.numpy(), p.detach().numpy(), slot, kind(-clr), kind(eps))
 
 
+class RowAdam(torch.optim.Adam):
+    """``torch.optim.Adam`` that also takes sparse gradients of 2-D tables: their rows get
+    ``torch.optim.SparseAdam``'s lazy update (only the batch's rows and their moments move; the bias
+    correction counts this table's steps), with the group's L2 ``weight_decay`` added to the gradient
+    of those rows only. Dense parameters go to torch's own step, so a model without sparse
+    embeddings trains exactly as with torch's Adam, and the state keeps torch's names.
+
+    Dense Adam over an embedding table of 138K users reads and writes the whole table and both
+    moments each step: Object2Vec trained at 721 samples/s that way on the ml-20m shape."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        held: list[tuple[Tensor, Tensor]] = []
+        try:
+            for group in self.param_groups:
+                if group["amsgrad"] or group["maximize"] or group["differentiable"]:
+                    continue  # torch's step refuses sparse gradients here, with its own message
+                for p in group["params"]:
+                    g = p.grad
+                    if g is not None and _row_sparse(p, g):
+                        self._row_step(p, g, group)
+                        held.append((p, g))
+                        p.grad = None  # torch's step skips a parameter without a gradient
+            super().step()
+        finally:
+            for p, g in held:
+                p.grad = g
+        return loss
+
+    def _row_step(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> None:
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        step_t: Tensor = state["step"]
+        step_t += 1
+        beta1, beta2 = group["betas"]
+        grad = grad.coalesce()  # unique rows, duplicates summed (the moments are non-linear)
+        rows = grad._indices()[0]
+        values = grad._values()
+        weights = p.index_select(0, rows)
+        if group["weight_decay"]:
+            values = values.add(weights, alpha=group["weight_decay"])
+        exp_avg: Tensor = state["exp_avg"]
+        exp_avg_sq: Tensor = state["exp_avg_sq"]
+        m = exp_avg.index_select(0, rows).lerp_(values, 1 - beta1)
+        v = exp_avg_sq.index_select(0, rows).mul_(beta2).addcmul_(values, values, value=1 - beta2)
+        exp_avg.index_copy_(0, rows, m)
+        exp_avg_sq.index_copy_(0, rows, v)
+        step = float(step_t)
+        correction1 = 1 - beta1**step
+        correction2 = 1 - beta2**step
+        step_size = group["lr"] * correction2**0.5 / correction1
+        p.index_copy_(0, rows, weights.addcdiv_(m, v.sqrt_().add_(group["eps"]), value=-step_size))
+
+
 def _compiled(p: Tensor, acc: Tensor) -> bool:
     """The compiled step writes through numpy views: CPU, float32/float64, contiguous tables."""
     return (
@@ -107,7 +168,7 @@ def make_optimizer(module: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     if not params:
         raise TrainingError("the network has no trainable parameters")
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return RowAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
