@@ -306,9 +306,15 @@ def speed_section(quick: bool) -> dict[str, Any]:
     ids = RATING_CONFIGS["object2vec (ids only)"]
     configs: list[tuple[str, str, dict[str, Any], Interactions]] = [
         (
-            "object2vec (ids only, defaults: auto = Adagrad, sparse, batch 256)",
+            "object2vec (ids only, defaults: auto = Adam on sparse gradients, batch 256)",
             "object2vec",
             {**one, **ids},
+            sub,
+        ),
+        (
+            "object2vec (ids only, optimizer=adagrad: sparse, batch 256)",
+            "object2vec",
+            {**one, **ids, "optimizer": "adagrad", "lr": 0.02, "weight_decay": 0.0},
             sub,
         ),
         (

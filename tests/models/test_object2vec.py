@@ -400,18 +400,20 @@ def test_auto_optimizer_is_sparse_on_large_vocabularies():
     )
     large = Object2VecParams.model_validate({}).resolved(200_000)
     assert (large.optimizer, large.lr, large.weight_decay, large.sparse_embeddings) == (
-        "adagrad",
-        0.02,
-        0.0,
+        "adam",
+        1e-3,
+        1e-3,
         True,
     )
+    adagrad = Object2VecParams.model_validate({"optimizer": "adagrad", "weight_decay": 0})
+    assert adagrad.resolved(200_000).sparse_embeddings  # the base's rule still holds
     given = Object2VecParams.model_validate({"optimizer": "adam"}).resolved(200_000)
     assert given.optimizer == "adam" and not given.sparse_embeddings  # an explicit choice is kept
     with pytest.raises(ValueError, match="resolved"):
         Object2VecParams.model_validate({}).train_config()
     train, test = split_holdout(groups())
-    m = Object2Vec(FAST_TOK, sparse_above=0).fit(train)  # the sparse path on a tiny vocabulary
-    assert m.history["object2vec"]["optimizer"] == {"optimizer": "adagrad", "lr": 0.02, "sparse": True}
+    m = Object2Vec(FAST_TOK, sparse_above=0, lr=0.01).fit(train)  # the sparse path, tiny vocabulary
+    assert m.history["object2vec"]["optimizer"] == {"optimizer": "adam", "lr": 0.01, "sparse": True}
     net = m.net
     assert net is not None
     assert getattr(net.enc0, "embedding").sparse and getattr(net, "bias0").sparse  # noqa: B009

@@ -147,7 +147,7 @@ class NetSpec:
     out_dim: int
     init_std: float
     id_dropout: tuple[float, float]
-    sparse: bool = False  # sparse embedding gradients (Adagrad without weight decay)
+    sparse: bool = False  # sparse embedding gradients (Adagrad without weight decay, or lazy Adam)
     bias: bool = False  # a 1-d "bias" embedding per token, summed per side and added to the output
 
 
