@@ -24,9 +24,10 @@ from recengine.errors import TrainingError
 from recengine.training.config import TrainConfig
 
 
-class RowAdagrad(torch.optim.Adagrad):
-    """``torch.optim.Adagrad`` with a row-wise update for sparse gradients of 2-D tables
-    (``nn.Embedding``/``EmbeddingBag`` with ``sparse=True``); everything else goes to torch's step."""
+class _RowSteps(torch.optim.Optimizer):
+    """The step shared by the row-wise optimizers: sparse gradients of 2-D tables go to the
+    subclass's ``_row_step`` (unless ``_row_skips`` their group, leaving it to torch), the rest to
+    the torch optimizer next in the class order; the sparse gradients are kept for the caller."""
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -37,8 +38,8 @@ class RowAdagrad(torch.optim.Adagrad):
         held: list[tuple[Tensor, Tensor]] = []
         try:
             for group in self.param_groups:
-                if group["weight_decay"] or group["maximize"] or group["differentiable"]:
-                    continue  # torch's step refuses or handles these itself
+                if self._row_skips(group):
+                    continue
                 for p in group["params"]:
                     g = p.grad
                     if g is not None and _row_sparse(p, g):
@@ -50,6 +51,20 @@ class RowAdagrad(torch.optim.Adagrad):
             for p, g in held:
                 p.grad = g
         return loss
+
+    def _row_skips(self, group: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def _row_step(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class RowAdagrad(_RowSteps, torch.optim.Adagrad):
+    """``torch.optim.Adagrad`` with a row-wise update for sparse gradients of 2-D tables
+    (``nn.Embedding``/``EmbeddingBag`` with ``sparse=True``); everything else goes to torch's step."""
+
+    def _row_skips(self, group: dict[str, Any]) -> bool:
+        return bool(group["weight_decay"] or group["maximize"] or group["differentiable"])  # torch's
 
     def _row_step(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> None:
         """torch's sparse Adagrad arithmetic, restricted to the rows the gradient names."""
@@ -84,7 +99,7 @@ class RowAdagrad(torch.optim.Adagrad):
         adagrad_rows(rows, values, acc.numpy(), p.detach().numpy(), slot, kind(-clr), kind(eps))
 
 
-class RowAdam(torch.optim.Adam):
+class RowAdam(_RowSteps, torch.optim.Adam):
     """``torch.optim.Adam`` that also takes sparse gradients of 2-D tables: their rows get
     ``torch.optim.SparseAdam``'s lazy update (only the batch's rows and their moments move; the bias
     correction counts this table's steps), with the group's L2 ``weight_decay`` added to the gradient
@@ -94,28 +109,8 @@ class RowAdam(torch.optim.Adam):
     Dense Adam over an embedding table of 138K users reads and writes the whole table and both
     moments each step: Object2Vec trained at 721 samples/s that way on the ml-20m shape."""
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        held: list[tuple[Tensor, Tensor]] = []
-        try:
-            for group in self.param_groups:
-                if group["amsgrad"] or group["maximize"] or group["differentiable"]:
-                    continue  # torch's step refuses sparse gradients here, with its own message
-                for p in group["params"]:
-                    g = p.grad
-                    if g is not None and _row_sparse(p, g):
-                        self._row_step(p, g, group)
-                        held.append((p, g))
-                        p.grad = None  # torch's step skips a parameter without a gradient
-            super().step()
-        finally:
-            for p, g in held:
-                p.grad = g
-        return loss
+    def _row_skips(self, group: dict[str, Any]) -> bool:
+        return bool(group["amsgrad"] or group["maximize"] or group["differentiable"])  # torch refuses
 
     def _row_step(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> None:
         state = self.state[p]
