@@ -148,6 +148,63 @@ def test_learning_rate_schedules(arrays):
     assert [h["lr"] for h in result.history] == pytest.approx([0.02, 0.02, 0.01, 0.005])
 
 
+def test_lr_plan_sets_each_epochs_rate_and_holds_its_last(arrays):
+    result = train(TinyTask(), arrays, config(epochs=4, lr=0.02, lr_plan=[0.02, 0.01, 0.004]))
+    assert [h["lr"] for h in result.history] == pytest.approx([0.02, 0.01, 0.004, 0.004])
+    with pytest.raises(ValueError, match="lr_plan"):
+        config(lr_plan=[0.01, 0.0])
+
+
+def test_refit_trains_every_row_for_the_best_epoch_count_with_the_replayed_rates():
+    task = ScriptedTask([1.0, 1.0, 0.7, 0.75, 0.9, 0.95])
+    start = {k: v.clone() for k, v in task.module.state_dict().items()}
+    arrays = scripted_arrays()
+    cfg = config(
+        epochs=6,
+        patience=2,
+        batch_size=64,
+        val_fraction=0.25,
+        lr=0.02,
+        lr_schedule="plateau",
+        lr_plateau_patience=0,
+        refit=True,
+    )
+    result = train(task, arrays, cfg)
+    first = result.refit_from
+    assert first is not None and first["best_epoch"] == 3 and first["stopped"] == "early-stopped"
+    assert first["val_rows"] == 100 and len(first["history"]) == 5
+    plan = [h["lr"] for h in first["history"][:3]]
+    assert plan == pytest.approx([0.02, 0.02, 0.01])  # epoch 2 did not improve: the rate halved
+    # The second run: every row, no validation, the first three epochs' rates.
+    assert result.train_rows == 400 and result.val_rows == 0 and result.val_metric is None
+    assert len(result.history) == 3 and result.best_epoch == 3 and result.stopped == "completed"
+    assert [h["lr"] for h in result.history] == plan
+    assert result.as_dict()["refit_from"]["best_value"] == pytest.approx(0.7)
+    # ... which is training from the same start on every row with that plan.
+    again = ScriptedTask([1.0])
+    again.module.load_state_dict(start)
+    train(again, arrays, config(epochs=3, batch_size=64, val_fraction=0.0, lr=0.02, lr_plan=plan))
+    assert same(weights(task), weights(again))
+
+
+def test_refit_checkpoints_resume_to_the_same_weights(arrays, tmp_path):
+    cfg = config(epochs=3, refit=True)
+    ref = TinyTask()
+    train(ref, arrays, cfg)
+    task = TinyTask()
+    first = train(task, arrays, cfg, checkpoint_dir=tmp_path)
+    assert (tmp_path / "refit").is_dir() and first.refit_from is not None
+    again = TinyTask()
+    resumed = train(again, arrays, cfg, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.resumed_at_epoch == first.best_epoch
+    assert same(weights(again), weights(ref)) and same(weights(task), weights(ref))
+
+
+def test_refit_without_a_validation_cut_is_one_run(arrays):
+    result = train(TinyTask(), arrays, config(epochs=2, val_fraction=0.0, refit=True))
+    assert result.refit_from is None and len(result.history) == 2
+
+
 def test_nan_loss_names_the_epoch_and_keeps_the_last_good_checkpoint(arrays, tmp_path):
     batches = 11  # 2,700 training rows in batches of 256
     task = TinyTask(nan_at_call=2 * batches + 4)

@@ -58,6 +58,16 @@ class TrainConfig(Params):
     patience: int | None = Field(
         default=3, ge=1, description="epochs without improvement before stopping; None: never stop early"
     )
+    refit: bool = Field(
+        default=False,
+        description="after early stopping, train again from the same start on every row (the validation "
+        "cut included) for the best epoch count, replaying the learning rate of each epoch",
+    )
+    lr_plan: list[float] = Field(
+        default_factory=list,
+        description="the learning rate of each epoch, overriding lr_schedule (what refit replays); "
+        "epochs past its end keep its last value",
+    )
     tolerance: float = Field(
         default=0.0, ge=0, description="smallest change of the validation metric that counts"
     )
@@ -68,6 +78,14 @@ class TrainConfig(Params):
     threads: int = Field(
         default=0, ge=0, description="CPU threads for torch ops; 0: every core this process may use"
     )
+
+    @field_validator("lr_plan")
+    @classmethod
+    def _positive_rates(cls, v: list[float]) -> list[float]:
+        bad = [x for x in v if not (x > 0 and math.isfinite(x))]
+        if bad:
+            raise ValueError(f"every learning rate of lr_plan must be positive and finite, got {bad[0]}")
+        return v
 
     @field_validator("device")
     @classmethod

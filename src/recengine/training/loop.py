@@ -78,6 +78,9 @@ class TrainResult:
     train_rows: int = 0
     val_rows: int = 0
     batch_size: int = 0
+    #: With ``refit``: the validated run that chose the epoch count and the learning rates
+    #: (its history, best epoch and best value); this result is then the run on every row.
+    refit_from: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +100,10 @@ def train(
 
     ``val_arrays`` default to a seeded ``config.val_fraction`` of the rows. At the end the module
     holds the weights of the best validation epoch (the last epoch when there is no validation).
+    With ``refit`` (and a validation cut taken from ``arrays``) the module then starts again from its
+    initial weights and trains on every row for the best epoch count, each epoch at the learning rate
+    the validated run used: the rows held out for early stopping are not lost to the model. Its
+    checkpoints go to ``checkpoint_dir / "refit"``.
     A loss that is not finite raises :class:`TrainingError` naming the epoch and batch; the
     checkpoint of the last good epoch stays in ``checkpoint_dir``.
     """
@@ -104,6 +111,7 @@ def train(
     train_np = check_arrays(arrays, "training")
     if n_rows(train_np) == 0:
         raise TrainingError("nothing to train on: the training arrays hold no rows")
+    all_np = train_np
     if val_arrays is not None:
         val_np: Arrays | None = check_arrays(val_arrays, "validation", keys=list(train_np))
     elif cfg.val_fraction > 0:
@@ -116,8 +124,29 @@ def train(
         raise TrainingError(f"unknown validation metric {task.val_metric!r}")
     device = resolve_device(cfg.device)
     with deterministic(device, cfg.threads):
-        run = _Run(task, train_np, val_np, cfg, device, checkpoint_dir, progress)
-        return run.run(resume)
+        refit = cfg.refit and val_np is not None and val_arrays is None
+        start = clone_state(task.module) if refit else None
+        first = _Run(task, train_np, val_np, cfg, device, checkpoint_dir, progress).run(resume)
+        if start is None:
+            return first
+        epochs = max(1, first.best_epoch)
+        plan = [float(h["lr"]) for h in first.history[:epochs]]
+        again = cfg.model_copy(
+            update={"refit": False, "val_fraction": 0.0, "epochs": epochs, "patience": None, "lr_plan": plan}
+        )
+        copy_state(task.module, start)
+        where = None if checkpoint_dir is None else Path(checkpoint_dir) / "refit"
+        result = _Run(task, all_np, None, again, device, where, progress).run(resume)
+        result.refit_from = {
+            "history": first.history,
+            "best_epoch": first.best_epoch,
+            "val_metric": first.val_metric,
+            "best_value": first.best_value,
+            "stopped": first.stopped,
+            "val_rows": first.val_rows,
+            "seconds": first.seconds,
+        }
+        return result
 
 
 class _Run:
@@ -344,6 +373,9 @@ class _Run:
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, maximize: bool) -> Any:
+    if cfg.lr_plan:
+        plan, base = list(cfg.lr_plan), cfg.lr
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: plan[min(e, len(plan) - 1)] / base)
     if cfg.lr_schedule == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
     if cfg.lr_schedule == "cosine":
