@@ -74,7 +74,7 @@ SIZES = {"full": Size("ml-20m", 4_000_000, 1_000_000, 50_000), "quick": Size("ml
 def systems(preset: str) -> list[tuple[str, str, dict[str, Any], str]]:
     """(label, model, params, rows: "deep" or "o2v") of each timed system."""
     full_batch = auto_batch_size(PRESETS[preset].n_ratings)
-    ids = RATING_CONFIGS["object2vec (ids only)"]
+    ids = {**RATING_CONFIGS["object2vec (ids only)"], "members": 1}  # the rate of one network
     return [
         (
             f"deep-mf (defaults, batch {full_batch:,} as on the whole {preset} shape)",
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("deep-mf", "object2vec"):
         params = {**ONE_EPOCH, "threads": 0}
         if name == "object2vec":
-            params.update(RATING_CONFIGS["object2vec (ids only)"])
+            params.update(RATING_CONFIGS["object2vec (ids only)"], members=1)
         for device in devices:
             t0 = time.perf_counter()
             fit(name, {**params, "device": device}, warm, None)

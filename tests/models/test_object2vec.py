@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,18 @@ from recengine.models.object2vec.encoders import (
     PooledEncoder,
 )
 from recengine.models.object2vec.sampling import sample_negatives
-from recengine.models.object2vec.tokens import PAD, UNK, title_words
+from recengine.models.object2vec.tokens import N_RESERVED, PAD, UNK, title_words, user_histories
 
-FAST = {"threads": 1, "epochs": 30, "batch_size": 32, "enc_dim": 16, "mlp_dim": 16, "val_fraction": 0.0}
+#: One network (members=1) unless a test is about the ensemble.
+FAST = {
+    "threads": 1,
+    "epochs": 30,
+    "batch_size": 32,
+    "enc_dim": 16,
+    "mlp_dim": 16,
+    "val_fraction": 0.0,
+    "members": 1,
+}
 FAST_TOK = {**FAST, "enc0_token_embedding_dim": 16, "enc1_token_embedding_dim": 16}
 
 
@@ -596,6 +606,7 @@ SMALL_ML100K: dict[str, Any] = {
     "enc_dim": 32,
     "mlp_dim": 64,
     "token_embedding_dim": 32,
+    "members": 1,
 }
 
 
@@ -645,3 +656,113 @@ def test_rating_classes_binary_floor_on_ml100k_ua(ml100k_dir: Path):
     m.fit(ratings.folds[0].train)
     got = binary_metrics(binary.test.values(), m.predict_internal(binary.test.user, binary.test.item))
     assert got["accuracy"] > 0.69 and got["auc"] > 0.75 and got["log_loss"] < 0.58, got
+
+
+# ----- the ensemble of seeds -------------------------------------------------------------------------
+def test_members_auto_by_data_size_and_bounds():
+    p = Object2Vec().params
+    assert p.members == "auto" and p.n_members(90_000) == 4 and p.n_members(20_000_000) == 1
+    assert Object2Vec(members=2).params.n_members(20_000_000) == 2
+    assert Object2Vec(preset="seed-lab2").params.n_members(90_000) == 1  # the notebook trains one
+    with pytest.raises(ConfigError, match="members"):
+        Object2Vec(members=0)
+
+
+def test_ensemble_is_the_mean_of_networks_trained_from_consecutive_seeds():
+    data, meta, _ = content_data()
+    params = {**FAST_TOK, "epochs": 4, "members": 3, "seed": 5, "user_history": "off"}
+
+    def fitted(**kw: Any) -> Object2Vec:
+        m = Object2Vec(params, **kw)
+        m.set_item_features(meta["item"], meta["genres"].to_list(), titles=meta["title"].to_list())
+        return m.fit(data)
+
+    ens = fitted()
+    singles = [fitted(members=1, seed=5 + j) for j in range(3)]
+    got = ens.predict_internal(data.user, data.item)
+    each = [s.predict_internal(data.user, data.item) for s in singles]
+    np.testing.assert_allclose(got, np.clip(np.mean(each, axis=0), 1, 5), rtol=1e-5, atol=1e-5)
+    assert len({float(np.round(e[0], 5)) for e in each}) > 1  # the members differ
+    # Side vectors are the members' side by side; embeddings leave out each member's bias column.
+    assert ens.item_embeddings().shape == (data.n_items, 3 * 16)
+    np.testing.assert_allclose(
+        ens.item_embeddings(), np.hstack([s.item_embeddings() for s in singles]), rtol=1e-5, atol=1e-6
+    )
+    assert ens.new_item_vectors(genres=[["A"]]).shape == (1, 3 * 17)
+    info = ens.history["object2vec"]["members"]
+    assert [m["best_epoch"] for m in info] == [4, 4, 4]
+    # The catalog scores, fold-in of a new user and the saved state go through all members.
+    scores = ens.score(np.array([0, 1]))
+    np.testing.assert_allclose(
+        scores[0, data.item[data.user == 0]], got[data.user == 0], rtol=1e-4, atol=1e-4
+    )
+    folded = ens.fold_in([data.items.external[0]], [5.0])
+    assert np.isfinite(folded).all()
+    c = Object2Vec(**ens.get_params())
+    c.restore(ens.users, ens.items, ens.scale, ens.seen(), ens.state_arrays(), ens.history)
+    np.testing.assert_array_equal(c.predict_internal(data.user, data.item), got)
+    assert c.layout["members"] == 3
+
+
+def test_each_member_checkpoints_apart_and_resumes(tmp_path: Path):
+    data = groups()
+    m = Object2Vec(FAST_TOK, epochs=3, members=2)
+    m.fit(data, checkpoint_dir=tmp_path)
+    assert (tmp_path / "member-1").is_dir()
+    again = Object2Vec(FAST_TOK, epochs=3, members=2)
+    again.fit(data, checkpoint_dir=tmp_path, resume=True)
+    np.testing.assert_array_equal(
+        again.predict_internal(data.user, data.item), m.predict_internal(data.user, data.item)
+    )
+
+
+# ----- the user's history on the user side -------------------------------------------------------------
+def test_user_histories_are_csr_rows_of_the_rated_items():
+    data = Interactions.from_arrays(np.array([2, 0, 2, 1]), np.array([5, 6, 7, 5]), np.array([1.0, 2, 3, 4]))
+    offsets, items = user_histories(data)
+    assert offsets.tolist() == [0, 1, 2, 4]
+    ext = data.items.external[items].tolist()
+    assert ext[:2] == [6, 5] and sorted(ext[2:]) == [5, 7]
+
+
+def test_pooled_history_is_the_scaled_sum_of_rated_items_and_gets_gradients():
+    spec = replace(_spec(), history=True, history_users=3, history_items=4)
+    offsets = torch.tensor([0, 2, 2, 5])
+    rated = torch.tensor([1, 3, 0, 1, 2])
+    net = Object2VecNet(spec, torch.full((3, 2), PAD), torch.full((4, 2), PAD), (offsets, rated))
+    w = net.history.weight
+    got = net.pooled_history(torch.tensor([0, 1, 2, -1, 7]))
+    torch.testing.assert_close(got[0], (w[1] + w[3]) / 2**0.5)
+    torch.testing.assert_close(got[2], (w[0] + w[1] + w[2]) / 3**0.5)
+    assert torch.equal(got[1], torch.zeros(spec.enc_dim))  # no ratings
+    assert torch.equal(got[3:], torch.zeros(2, spec.enc_dim))  # a hidden id (UNK) and an unknown one
+    got.sum().backward()
+    assert w.grad is not None and bool((w.grad[[0, 1, 2, 3]] != 0).any(dim=1).all())
+    # The user side reads it through the id token (N_RESERVED + the internal id).
+    tokens = torch.tensor([[N_RESERVED + 2, PAD]])
+    with torch.no_grad():
+        plain = replace(spec, history=False)
+        base = Object2VecNet(plain, torch.full((3, 2), PAD), torch.full((4, 2), PAD))
+        base.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("history")})
+        torch.testing.assert_close(net.encode(0, tokens), base.encode(0, tokens) + got[2:3].detach())
+
+
+def test_user_history_choice_per_member_and_pairs_mode(tmp_path: Path):
+    data = groups()
+    mixed = Object2Vec(FAST_TOK, epochs=2, members=3).fit(data)
+    assert mixed.layout["history_members"] == [False, True, False]
+    on = Object2Vec(FAST_TOK, epochs=2, user_history="on").fit(data)
+    assert on.layout["history_members"] == [True] and on.layout["history"]["users"] == data.n_users
+    c = Object2Vec(**mixed.get_params())
+    c.restore(mixed.users, mixed.items, mixed.scale, mixed.seen(), mixed.state_arrays(), mixed.history)
+    np.testing.assert_array_equal(
+        c.predict_internal(data.user, data.item), mixed.predict_internal(data.user, data.item)
+    )
+    path = tmp_path / "pairs.jsonl"
+    write_pairs(path, data.user + 1, data.item + 1, data.values())
+    assert Object2Vec(FAST_TOK, epochs=1, members=2).fit_pairs(path).layout["history_members"] == [
+        False,
+        False,
+    ]
+    with pytest.raises(ConfigError, match="user_history=on"):
+        Object2Vec(FAST_TOK, epochs=1, user_history="on").fit_pairs(path)

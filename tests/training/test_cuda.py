@@ -45,7 +45,15 @@ DEVICE = "cuda"
 
 SMALL: dict[str, Any] = {"epochs": 20, "batch_size": 64, "threads": 1, "patience": None, "seed": 0}
 O2V: dict[str, Any] = {"enc_dim": 16, "mlp_dim": 16, "enc0_token_embedding_dim": 16}
-O2V.update(enc1_token_embedding_dim=16, lr=0.01, init_std=0.5, user_tokens=[], item_tokens=[], sparse_above=0)
+O2V.update(
+    enc1_token_embedding_dim=16,
+    lr=0.01,
+    init_std=0.5,
+    user_tokens=[],
+    item_tokens=[],
+    sparse_above=0,
+    members=1,
+)
 #: name → (registered model, params, data). Each exercises another CUDA path of the loop: sparse
 #: embeddings with RowAdagrad (deep-mf, neumf), a classifier head whose class values move to the
 #: device, and sparse gradients with RowAdam plus id dropout drawn from the CUDA generator (object2vec).

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from recengine.models._torch_nets import PairNet
-from recengine.models.object2vec.tokens import PAD, UNK
+from recengine.models.object2vec.tokens import N_RESERVED, PAD, UNK
 
 #: Comparator entries of combine_grid per chunk: bounds the (pairs × comparator) activations.
 GRID_FLOATS = 1 << 23
@@ -149,6 +149,9 @@ class NetSpec:
     id_dropout: tuple[float, float]
     sparse: bool = False  # sparse embedding gradients (Adagrad without weight decay, or lazy Adam)
     bias: bool = False  # a 1-d "bias" embedding per token, summed per side and added to the output
+    history: bool = False  # enc0 adds the pooled embeddings of the items the user rated
+    history_users: int = 0  # users of the history table (the rows of its offsets, less one)
+    history_items: int = 0  # items a history can hold (the rows of its embedding table)
 
 
 def build_encoder(network: str, embedding: nn.Embedding, enc_dim: int, layers: int, width: int) -> Encoder:
@@ -168,7 +171,13 @@ class Object2VecNet(PairNet):
     with ``shared_encoder`` they also share the encoder network.
     """
 
-    def __init__(self, spec: NetSpec, user_tokens: Tensor, item_tokens: Tensor) -> None:
+    def __init__(
+        self,
+        spec: NetSpec,
+        user_tokens: Tensor,
+        item_tokens: Tensor,
+        history: tuple[Tensor, Tensor] | None = None,
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.out_dim = spec.out_dim
@@ -213,6 +222,17 @@ class Object2VecNet(PairNet):
                 torch.ones(1) if spec.out_dim == 1 else torch.arange(spec.out_dim) - (spec.out_dim - 1) / 2
             )
             self.register_buffer("bias_direction", direction.float())
+        if spec.history:
+            if history is None:
+                raise ValueError("a network with a user history needs the history's offsets and items")
+            offsets, items = history
+            if offsets.shape != (spec.history_users + 1,):
+                raise ValueError(f"history offsets must have {spec.history_users + 1} entries")
+            self.register_buffer("history_offsets", offsets.clone())
+            self.register_buffer("history_items", items.clone())
+            # Small start: the history refines what the id and side tokens say about a user.
+            self.history = nn.Embedding(spec.history_items, spec.enc_dim, sparse=spec.sparse)
+            nn.init.normal_(self.history.weight, std=spec.init_std / 5)
 
     @staticmethod
     def _embedding(n: int, dim: int, spec: NetSpec) -> nn.Embedding:
@@ -234,6 +254,8 @@ class Object2VecNet(PairNet):
         token bias when bias terms are on; no id dropout (inference and new content)."""
         enc = self.enc0 if side == 0 else self.enc1
         out = enc(self.side_tokens(side, tokens))
+        if side == 0 and self.spec.history:
+            out = out + self.pooled_history(tokens[:, 0] - N_RESERVED)
         if not self.spec.bias:
             return out
         table = self.bias0 if side == 0 else self.bias1
@@ -241,6 +263,28 @@ class Object2VecNet(PairNet):
             tokens, table.weight, mode="sum", padding_idx=PAD, sparse=table.sparse
         )
         return torch.cat([out, bias], dim=1)
+
+    def pooled_history(self, users: Tensor) -> Tensor:
+        """(B,) internal user ids → (B, enc_dim): the sum of the embeddings of the items each user
+        rated in training, divided by the square root of their number (SVD++'s implicit feedback).
+        Ids outside the table (a hidden id token, a user with no training rows) get zeros."""
+        offsets = self.get_buffer("history_offsets")
+        known = (users >= 0) & (users < self.spec.history_users)
+        rows = torch.where(known, users, torch.zeros_like(users))
+        starts = offsets[rows]
+        lengths = torch.where(known, offsets[rows + 1] - starts, torch.zeros_like(starts))
+        bag_starts = torch.cumsum(lengths, 0) - lengths
+        total = int(lengths.sum())
+        at = torch.repeat_interleave(starts - bag_starts, lengths) + torch.arange(total, device=users.device)
+        weights = torch.repeat_interleave(lengths.clamp(min=1).to(self.history.weight.dtype).rsqrt(), lengths)
+        return nn.functional.embedding_bag(
+            self.get_buffer("history_items")[at],
+            self.history.weight,
+            bag_starts,
+            mode="sum",
+            per_sample_weights=weights,
+            sparse=self.history.sparse,
+        )
 
     def _train_tokens(self, side: int, tokens: Tensor) -> Tensor:
         """In training, the id token of a row is replaced by UNK with probability ``id_dropout``, so that
@@ -260,6 +304,10 @@ class Object2VecNet(PairNet):
 
     def item_side(self, items: Tensor) -> Tensor:
         return self.encode(1, self._train_tokens(1, self.get_buffer("item_tokens")[items]))
+
+    def vectors(self, side: Tensor) -> Tensor:
+        """Side vectors without the bias column: what embeddings and cosine similarity read."""
+        return side[..., : self.spec.enc_dim]
 
     # ----- joining them ----------------------------------------------------------------------------
     def combine(self, u: Tensor, i: Tensor) -> Tensor:

@@ -36,6 +36,7 @@ from recengine.models.object2vec import content as cn
 from recengine.models.object2vec import tokens as tk
 from recengine.models.object2vec.data import pairs_training_data, training_arrays
 from recengine.models.object2vec.encoders import NetSpec, Object2VecNet
+from recengine.models.object2vec.ensemble import Object2VecEnsemble
 from recengine.models.object2vec.params import Object2VecParams
 from recengine.training.device import seeded
 
@@ -98,32 +99,55 @@ class Object2Vec(TorchRecommender):
         p = p.resolved(int(self.layout["vocab"][0]) + int(self.layout["vocab"][1]))
         info["optimizer"] = {"optimizer": p.optimizer, "lr": p.lr, "sparse": p.sparse_embeddings}
         spec = self._spec(p)
-        with seeded(p.seed):  # initial weights from the seed alone; the caller's RNG untouched
-            net = Object2VecNet(
-                spec, torch.from_numpy(user_table.tokens), torch.from_numpy(item_table.tokens)
-            )
         values = self._class_values()
-        if p.center:
-            self._center(net, arrays["target"], arrays.get("label"), values)
-        self.net, self._prior = net, None
         vals = None if values is None else torch.tensor(values, dtype=torch.float32)
-        task = RatingTask(net, vals, p.reg, False)
-        if values is not None and (len(values) == 2 or p.rating_classes):
-            task.val_metric = "log_loss"  # the prediction is P(label = 1)
-        with torch.sparse.check_sparse_tensor_invariants(enable=False):  # as the base does for Adagrad
-            result = run_training(
-                task,
-                arrays,
-                p.train_config(),
-                checkpoint_dir=self.checkpoint_dir,
-                resume=self.resume,
-                progress=self.progress,
-            )
+        n_members = p.n_members(len(arrays["target"]))
+        flags = self._history_flags(p, n_members)
+        history = None
+        if any(flags):
+            history = tuple(torch.from_numpy(a) for a in tk.user_histories(train))
+            self.layout["history"] = {"users": train.n_users, "items": train.n_items}
+        self.layout["members"] = n_members
+        self.layout["history_members"] = flags
+        members: list[Object2VecNet] = []
+        results = []
+        for j in range(n_members):  # member j: seed + j; its checkpoints in member-j (the first: the root)
+            with seeded(p.seed + j):  # initial weights from the seed alone; the caller's RNG untouched
+                net = Object2VecNet(
+                    self._spec(p, history=flags[j]),
+                    torch.from_numpy(user_table.tokens),
+                    torch.from_numpy(item_table.tokens),
+                    history if flags[j] else None,  # type: ignore[arg-type]
+                )
+            if p.center:
+                self._center(net, arrays["target"], arrays.get("label"), values)
+            task = RatingTask(net, vals, p.reg, False)
+            if values is not None and (len(values) == 2 or p.rating_classes):
+                task.val_metric = "log_loss"  # the prediction is P(label = 1)
+            where = self.checkpoint_dir
+            if where is not None and j > 0:
+                where = Path(where) / f"member-{j}"
+            with torch.sparse.check_sparse_tensor_invariants(enable=False):  # as the base does for Adagrad
+                results.append(
+                    run_training(
+                        task,
+                        arrays,
+                        p.model_copy(update={"seed": p.seed + j}).train_config(),
+                        checkpoint_dir=where,
+                        resume=self.resume,
+                        progress=self.progress,
+                    )
+                )
+            members.append(net.eval())
+        self.net, self._prior = (members[0] if n_members == 1 else Object2VecEnsemble(members)), None
         info["truncated"] = {"user": user_table.truncated, "item": item_table.truncated}
         info["side_tokens"] = {"user": user_table.kinds, "item": item_table.kinds}
         info["vocab"] = {"user": spec.vocab0, "item": spec.vocab1}
-        self.history = {**result.as_dict(), "object2vec": info}
-        net.eval()
+        if n_members > 1:
+            keep = ("best_epoch", "best_value", "stopped", "seconds", "refit_from")
+            info["members"] = [{k: v for k, v in r.as_dict().items() if k in keep} for r in results]
+        self.history = {**results[0].as_dict(), "object2vec": info}
+        self.net.eval()
 
     # ----- token tables ----------------------------------------------------------------------------
     def _tables(self, train: Interactions) -> tuple[tk.TokenTable, tk.TokenTable, tuple[int, int] | None]:
@@ -174,9 +198,23 @@ class Object2Vec(TorchRecommender):
             "item_kinds": item.kinds,
         }
 
-    def _spec(self, params: Object2VecParams | None = None) -> NetSpec:
+    def _history_flags(self, p: Object2VecParams, n_members: int) -> list[bool]:
+        """Which members read the user's history: none, all, or every second one (``mixed``)."""
+        if self.layout["mode"] != "interactions":
+            if p.user_history == "on":
+                raise ConfigError(
+                    "user_history=on needs users with histories; training from JSON Lines pairs has "
+                    "token sequences instead, so use user_history=off (or mixed, which is off here)"
+                )
+            return [False] * n_members
+        if p.user_history == "mixed":
+            return [j % 2 == 1 for j in range(n_members)]
+        return [p.user_history == "on"] * n_members
+
+    def _spec(self, params: Object2VecParams | None = None, history: bool = False) -> NetSpec:
         p = self.params if params is None else params
         head = p.num_classes if p.output_layer == "softmax" else 1
+        table = self.layout.get("history") or {}
         return NetSpec(
             vocab0=int(self.layout["vocab"][0]),
             vocab1=int(self.layout["vocab"][1]),
@@ -197,6 +235,9 @@ class Object2Vec(TorchRecommender):
             id_dropout=(p.id_dropout, p.id_dropout) if self.layout["mode"] == "interactions" else (0.0, 0.0),
             sparse=p.sparse_embeddings,
             bias=p.bias_terms,
+            history=history,
+            history_users=int(table.get("users", 0)),
+            history_items=int(table.get("items", 0)),
         )
 
     def _class_values(self) -> npt.NDArray[np.float64] | None:
@@ -241,9 +282,9 @@ class Object2Vec(TorchRecommender):
         opt.step(closure)
         return v.detach().double().cpu().numpy()
 
-    def _o2v(self) -> Object2VecNet:
+    def _o2v(self) -> Object2VecNet | Object2VecEnsemble:
         net = self._net()
-        if not isinstance(net, Object2VecNet):  # pragma: no cover - only ever set to one
+        if not isinstance(net, Object2VecNet | Object2VecEnsemble):  # pragma: no cover - only these
             raise TypeError("object2vec holds a network of another model")
         return net
 
@@ -286,7 +327,7 @@ class Object2Vec(TorchRecommender):
         net = self._o2v().eval()
         arr, lengths = tk.ragged_to_padded(seqs, f"in{side}")
         with torch.inference_mode():
-            out = net.encode(side, self._side_tokens(side, arr, lengths))[:, : self.params.enc_dim]
+            out = net.vectors(net.encode(side, self._side_tokens(side, arr, lengths)))
         return out.cpu().numpy().astype(np.float32)
 
     def predict_pairs(self, pairs: Pairs | str | Path) -> npt.NDArray[np.float64]:
@@ -319,8 +360,8 @@ class Object2Vec(TorchRecommender):
         n = len(self.users) if side == 0 else len(self.items)
         with torch.inference_mode():
             ids = torch.arange(n, device=_device(net))
-            out = net.user_side(ids) if side == 0 else net.item_side(ids)
-        return out[:, : self.params.enc_dim].cpu().numpy().astype(np.float32)
+            out = net.vectors(net.user_side(ids) if side == 0 else net.item_side(ids))
+        return out.cpu().numpy().astype(np.float32)
 
     def user_embeddings(self) -> npt.NDArray[np.float32]:
         """enc0's output for every user (what the comparator reads; the bias term is left out)."""
@@ -346,10 +387,26 @@ class Object2Vec(TorchRecommender):
         if raw is None:
             raise DataError(f"object2vec state lacks its token layout ({LAYOUT_KEY})")
         self.layout = json.loads(bytes(np.asarray(raw, dtype=np.uint8)).decode())
-        users, items = arrays.get("user_tokens"), arrays.get("item_tokens")
+        prefix = "members.0." if int(self.layout.get("members", 1)) > 1 else ""
+        users, items = arrays.get(f"{prefix}user_tokens"), arrays.get(f"{prefix}item_tokens")
         if users is None or items is None:
             raise DataError("object2vec state lacks its token tables")
-        net = Object2VecNet(self._spec(), torch.from_numpy(users.copy()), torch.from_numpy(items.copy()))
+        n_members = int(self.layout.get("members", 1))
+        flags = [bool(f) for f in self.layout.get("history_members", [False] * n_members)]
+        members = []
+        for j, flag in enumerate(flags):
+            where = f"members.{j}." if n_members > 1 else ""
+            history = None
+            if flag:
+                offsets, rated = arrays.get(f"{where}history_offsets"), arrays.get(f"{where}history_items")
+                if offsets is None or rated is None:
+                    raise DataError(f"object2vec state lacks the user history of member {j}")
+                history = (torch.from_numpy(offsets.copy()), torch.from_numpy(rated.copy()))
+            spec = self._spec(history=flag)
+            members.append(
+                Object2VecNet(spec, torch.from_numpy(users.copy()), torch.from_numpy(items.copy()), history)
+            )
+        net = members[0] if n_members == 1 else Object2VecEnsemble(members)
         load_module_state(net, arrays)
         self.net, self._prior = net.eval(), None
 
@@ -430,7 +487,8 @@ class Object2Vec(TorchRecommender):
 
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
-        q = np.atleast_2d(np.asarray(vectors, dtype=np.float32))[:, : self.params.enc_dim]  # no bias
+        net = self._o2v()
+        q = net.vectors(torch.as_tensor(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))).numpy()
         emb = self.item_embeddings()
         unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         qu = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)

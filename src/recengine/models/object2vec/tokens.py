@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from recengine.data.interactions import IdMap
+from recengine.data.interactions import IdMap, Interactions
 from recengine.errors import ConfigError, DataError
 
 PAD, UNK = 0, 1
@@ -328,3 +328,12 @@ def pad_sequences(
             stacklevel=3,
         )
     return np.where(real, raw + N_RESERVED, PAD), truncated
+
+
+def user_histories(train: Interactions) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The items each user rated in ``train``, as CSR offsets (n_users + 1) and item ids (internal)."""
+    order = np.argsort(train.user, kind="stable")
+    counts = np.bincount(train.user, minlength=train.n_users)
+    offsets = np.zeros(train.n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets, train.item[order].astype(np.int64)
