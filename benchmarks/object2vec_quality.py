@@ -73,6 +73,7 @@ RATING_CLASS_CONFIGS: dict[str, dict[str, Any]] = {
 }
 #: Chosen on an inner hold-out of the training rows (the same procedure applied to them).
 TOPN_CONFIG: dict[str, Any] = {
+    "members": 1,  # six times the rows of the ratings: one network (auto would train four)
     "negative_sampling_rate": 5,
     "output_layer": "softmax",
     "weight_decay": 0.0,
