@@ -103,9 +103,10 @@ class Object2Vec(TorchRecommender):
         vals = None if values is None else torch.tensor(values, dtype=torch.float32)
         n_members = p.n_members(len(arrays["target"]))
         flags = self._history_flags(p, n_members)
-        history = None
+        history: tuple[torch.Tensor, torch.Tensor] | None = None
         if any(flags):
-            history = tuple(torch.from_numpy(a) for a in tk.user_histories(train))
+            offsets, rated = tk.user_histories(train)
+            history = (torch.from_numpy(offsets), torch.from_numpy(rated))
             self.layout["history"] = {"users": train.n_users, "items": train.n_items}
         self.layout["members"] = n_members
         self.layout["history_members"] = flags
@@ -117,7 +118,7 @@ class Object2Vec(TorchRecommender):
                     self._spec(p, history=flags[j]),
                     torch.from_numpy(user_table.tokens),
                     torch.from_numpy(item_table.tokens),
-                    history if flags[j] else None,  # type: ignore[arg-type]
+                    history if flags[j] else None,
                 )
             if p.center:
                 self._center(net, arrays["target"], arrays.get("label"), values)
