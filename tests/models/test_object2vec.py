@@ -401,20 +401,12 @@ def test_bias_terms_gradients_and_head_directions():
 def test_auto_optimizer_is_sparse_on_large_vocabularies():
     from recengine.models.object2vec.params import Object2VecParams
 
-    small = Object2VecParams.model_validate({}).resolved(5_000)
-    assert (small.optimizer, small.lr, small.weight_decay, small.sparse_embeddings) == (
-        "adam",
-        1e-3,
-        1e-3,
-        False,
-    )
-    large = Object2VecParams.model_validate({}).resolved(200_000)
-    assert (large.optimizer, large.lr, large.weight_decay, large.sparse_embeddings) == (
-        "adam",
-        1e-3,
-        1e-3,
-        True,
-    )
+    def chosen(rows: int) -> tuple[object, ...]:
+        p = Object2VecParams.model_validate({}).resolved(rows)
+        return (p.optimizer, p.lr, p.weight_decay, p.sparse_embeddings)
+
+    assert chosen(5_000) == ("adam", 1e-3, 1e-3, False)
+    assert chosen(200_000) == ("adam", 1e-3, 1e-3, True)
     adagrad = Object2VecParams.model_validate({"optimizer": "adagrad", "weight_decay": 0})
     assert adagrad.resolved(200_000).sparse_embeddings  # the base's rule still holds
     given = Object2VecParams.model_validate({"optimizer": "adam"}).resolved(200_000)

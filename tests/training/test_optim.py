@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,18 +82,30 @@ def test_deterministic_and_sparse_grads_are_kept_for_the_caller():
         assert (slot == -1).all()
 
 
+def resume(
+    half: Pairs,
+    make: Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer],
+    arrays: dict[str, Any],
+    meta: dict[str, Any],
+    steps: range,
+) -> Pairs:
+    """A copy of ``half`` whose new optimizer takes the saved state, then trains on over ``steps``."""
+    net = Pairs()
+    net.load_state_dict(half.state_dict())
+    resumed = make(net.parameters())
+    load_optimizer_state(resumed, {k: np.asarray(v) for k, v in arrays.items()}, meta)
+    for step in steps:
+        resumed.zero_grad()
+        net.loss(step).backward()
+        resumed.step()
+    return net
+
+
 def test_state_round_trip_resumes_exactly():
     whole, _ = train(RowAdagrad, steps=30)
     half, opt = train(RowAdagrad, steps=12)
     arrays, meta = optimizer_state(opt)
-    net = Pairs()
-    net.load_state_dict(half.state_dict())
-    resumed = RowAdagrad(net.parameters(), lr=0.05)
-    load_optimizer_state(resumed, {k: np.asarray(v) for k, v in arrays.items()}, meta)
-    for step in range(12, 30):
-        resumed.zero_grad()
-        net.loss(step).backward()
-        resumed.step()
+    net = resume(half, lambda ps: RowAdagrad(ps, lr=0.05), arrays, meta, range(12, 30))
     assert all(torch.equal(x, y) for x, y in zip(params(net), params(whole), strict=True))
 
 
@@ -172,12 +185,5 @@ def test_row_adam_weight_decay_acts_on_the_batch_rows_and_resumes_exactly():
     whole, _ = _train_adam(reference=False, steps=20, weight_decay=0.1)
     half, opt = _train_adam(reference=False, steps=8, weight_decay=0.1)
     arrays, meta = optimizer_state(opt)
-    net = Pairs()
-    net.load_state_dict(half.state_dict())
-    resumed = optim.RowAdam(net.parameters(), lr=0.05, weight_decay=0.1)
-    load_optimizer_state(resumed, {k: np.asarray(v) for k, v in arrays.items()}, meta)
-    for step in range(8, 20):
-        resumed.zero_grad()
-        net.loss(step).backward()
-        resumed.step()
+    net = resume(half, lambda ps: optim.RowAdam(ps, lr=0.05, weight_decay=0.1), arrays, meta, range(8, 20))
     assert all(torch.equal(x, y) for x, y in zip(params(net), params(whole), strict=True))

@@ -67,11 +67,12 @@ class Object2VecEnsemble(PairNet):
         return torch.stack(outs).mean(dim=0)
 
     def combine_grid(self, u: Tensor, i: Tensor) -> Tensor:
-        members = self._members()
-        out = members[0].combine_grid(self._parts(u)[0], self._parts(i)[0])
-        for m, a, b in zip(members[1:], self._parts(u)[1:], self._parts(i)[1:], strict=True):
-            out = out + m.combine_grid(a, b)
-        return out / len(members)
+        out: Tensor | None = None
+        for m, a, b in zip(self._members(), self._parts(u), self._parts(i), strict=True):
+            grid = m.combine_grid(a, b)
+            out = grid if out is None else out.add_(grid)  # one (B, N, out) buffer, not one per member
+        assert out is not None
+        return out / len(self.members)
 
     def vectors(self, side: Tensor) -> Tensor:
         """Side vectors without the bias columns: what embeddings and cosine similarity read."""
