@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +17,7 @@ import torch
 
 from recengine.data.interactions import Interactions
 from recengine.data.pairs import interactions_to_pairs, read_pairs, write_pairs
-from recengine.errors import CapabilityError, ConfigError, DataError
+from recengine.errors import CapabilityError, ConfigError, DataError, TrainingError
 from recengine.models.object2vec import Object2Vec
 from recengine.models.object2vec.encoders import (
     BiLSTMEncoder,
@@ -25,6 +27,7 @@ from recengine.models.object2vec.encoders import (
     Object2VecNet,
     PooledEncoder,
 )
+from recengine.models.object2vec.members import plan_processes
 from recengine.models.object2vec.sampling import sample_negatives
 from recengine.models.object2vec.tokens import N_RESERVED, PAD, UNK, title_words, user_histories
 
@@ -706,6 +709,73 @@ def test_each_member_checkpoints_apart_and_resumes(tmp_path: Path):
     np.testing.assert_array_equal(
         again.predict_internal(data.user, data.item), m.predict_internal(data.user, data.item)
     )
+
+
+def test_members_trained_in_worker_processes_equal_those_trained_in_turn(tmp_path: Path):
+    data = groups()
+    params = {**FAST_TOK, "epochs": 3, "members": 3, "seed": 2}  # mixed: the 2nd member reads histories
+    in_turn = Object2Vec(params, member_processes=1).fit(data)
+    side = Object2Vec(params, member_processes=2).fit(data, checkpoint_dir=tmp_path)
+    assert side.history["object2vec"]["member_processes"] == 2
+    assert in_turn.history["object2vec"]["member_processes"] == 1
+    np.testing.assert_array_equal(
+        side.predict_internal(data.user, data.item), in_turn.predict_internal(data.user, data.item)
+    )
+    outcome = [
+        [{k: v for k, v in m.items() if k != "seconds"} for m in model.history["object2vec"]["members"]]
+        for model in (side, in_turn)
+    ]
+    assert outcome[0] == outcome[1]
+    assert side.layout["history_members"] == [False, True, False]
+    assert {p.name for p in tmp_path.iterdir() if p.is_dir()} >= {"member-1", "member-2"}
+    resumed = Object2Vec(params, member_processes=2).fit(data, checkpoint_dir=tmp_path, resume=True)
+    np.testing.assert_array_equal(
+        resumed.predict_internal(data.user, data.item), side.predict_internal(data.user, data.item)
+    )
+
+
+def test_member_processes_plan_and_checks():
+    assert plan_processes("auto", 4, 90_000, threads=0, cpu=True, cores=2) == 2
+    assert plan_processes("auto", 4, 90_000, threads=0, cpu=True, cores=16) == 4
+    assert plan_processes("auto", 4, 90_000, threads=1, cpu=True, cores=16) == 1  # threads bound the fit
+    assert plan_processes("auto", 4, 90_000, threads=0, cpu=False, cores=16) == 1  # one GPU: in turn
+    assert plan_processes("auto", 4, 1_000, threads=0, cpu=True, cores=16) == 1  # too small to pay
+    assert plan_processes("auto", 1, 90_000, threads=0, cpu=True, cores=16) == 1
+    assert plan_processes(8, 3, 10, threads=1, cpu=True, cores=2) == 3  # explicit: up to the members
+    with pytest.raises(ConfigError, match="member_processes"):
+        Object2Vec(member_processes=0)
+    # Side by side is for the CPU: on CUDA it is refused (without CUDA, the device itself is).
+    match = (
+        "member_processes=2 trains members side by side" if torch.cuda.is_available() else "no usable CUDA"
+    )
+    with pytest.raises(ConfigError, match=match):
+        Object2Vec(FAST_TOK, members=2, member_processes=2, device="cuda").fit(groups())
+
+
+def test_members_side_by_side_from_a_script_without_a_main_guard(tmp_path: Path):
+    """The workers are fresh interpreters on a job file: the caller's script is not run again, and
+    the caller's stdout holds its own output only."""
+    script = tmp_path / "fit.py"
+    script.write_text(
+        "import json, numpy as np\n"
+        "from recengine.data.interactions import Interactions\n"
+        "from recengine.models.object2vec import Object2Vec\n"
+        "rng = np.random.default_rng(0)\n"
+        "u, i = rng.integers(0, 20, 300), rng.integers(0, 15, 300)\n"
+        "data = Interactions.from_arrays(u, i, ((u + i) % 5 + 1).astype(float))\n"
+        f"m = Object2Vec({FAST_TOK!r}, epochs=2, members=2, member_processes=2).fit(data)\n"
+        "print(json.dumps({'processes': m.history['object2vec']['member_processes']}))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"processes": 2}
+
+
+def test_a_failing_member_in_a_worker_raises_in_the_caller():
+    data = groups()
+    bad = Object2Vec(FAST_TOK, epochs=2, members=2, member_processes=2, lr=1e30, center=False)
+    with pytest.raises(TrainingError, match="training loss is nan at epoch 1"):
+        bad.fit(data)
 
 
 # ----- the user's history on the user side -------------------------------------------------------------

@@ -96,6 +96,25 @@ def _device(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
 
+def center_output(
+    net: PairNet,
+    target: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int64] | None,
+    values: npt.NDArray[np.float64] | None,
+) -> None:
+    """Start ``net`` from the training mean (or the class frequencies), so early epochs learn structure,
+    not the offset; an all-zero start leaves a few-step run (like the seed's) far off the scale."""
+    out = net.get_submodule("output")
+    if not isinstance(out, nn.Linear) or out.bias is None:
+        raise TypeError("a PairNet's 'output' must be an nn.Linear with a bias")
+    with torch.no_grad():
+        if values is None or labels is None:
+            out.bias.fill_(float(target.mean(dtype=np.float64)))
+        else:
+            freq = np.bincount(labels, minlength=len(values)) + 1.0
+            out.bias.copy_(torch.from_numpy(np.log(freq / freq.sum())).float())
+
+
 class TorchRecommender(Recommender):
     """Base of the PyTorch rating models: fit through the shared loop, batched inference, fold-in."""
 
@@ -141,7 +160,7 @@ class TorchRecommender(Recommender):
         if genres is not None:
             net.get_buffer("item_genres").copy_(torch.from_numpy(genres))
         if self.params.center:
-            self._center(net, target, arrays.get("label"), values)
+            center_output(net, target, arrays.get("label"), values)
         self.net, self._prior = net, None
         vals = None if values is None else torch.tensor(values, dtype=torch.float32)
         task = RatingTask(net, vals, self.params.reg, self._argmax())
@@ -172,30 +191,6 @@ class TorchRecommender(Recommender):
         if scale is None or scale.step is None:
             raise DataError(f"{self.name}: rating classes need a scale with a step, got {scale}")
         return np.round((ratings - scale.low) / scale.step).astype(np.int64)
-
-    def _center(
-        self,
-        net: PairNet,
-        target: npt.NDArray[np.float32],
-        labels: npt.NDArray[np.int64] | None,
-        values: npt.NDArray[np.float64] | None,
-    ) -> None:
-        """Start from the training mean (or the class frequencies), so early epochs learn structure,
-        not the offset; an all-zero start leaves a few-step run (like the seed's) far off the scale."""
-        out = self._output_layer(net)
-        with torch.no_grad():
-            if values is None or labels is None:
-                out.bias.fill_(float(target.mean(dtype=np.float64)))
-            else:
-                freq = np.bincount(labels, minlength=len(values)) + 1.0
-                out.bias.copy_(torch.from_numpy(np.log(freq / freq.sum())).float())
-
-    @staticmethod
-    def _output_layer(net: PairNet) -> nn.Linear:
-        out = net.get_submodule("output")
-        if not isinstance(out, nn.Linear) or out.bias is None:
-            raise TypeError("a PairNet's 'output' must be an nn.Linear with a bias")
-        return out
 
     def _net(self) -> PairNet:
         if self.net is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -30,15 +31,15 @@ from recengine.data.interactions import Interactions
 from recengine.data.pairs import Pairs, read_pairs
 from recengine.errors import CapabilityError, ConfigError, DataError
 from recengine.models._torch_base import PAIR_CHUNK, TorchRecommender, _device
-from recengine.models._torch_nets import RatingTask
 from recengine.models.base import Capabilities
 from recengine.models.object2vec import content as cn
 from recengine.models.object2vec import tokens as tk
 from recengine.models.object2vec.data import pairs_training_data, training_arrays
 from recengine.models.object2vec.encoders import NetSpec, Object2VecNet
 from recengine.models.object2vec.ensemble import Object2VecEnsemble
+from recengine.models.object2vec.members import MemberJob, plan_processes, train_members
 from recengine.models.object2vec.params import Object2VecParams
-from recengine.training.device import seeded
+from recengine.training.device import cpu_count, resolve_device
 
 LAYOUT_KEY = "object2vec.layout"  # JSON of the token layout, stored as uint8 bytes among the arrays
 
@@ -86,8 +87,6 @@ class Object2Vec(TorchRecommender):
             self._pending_pairs = None
 
     def _fit(self, train: Interactions) -> None:
-        from recengine.training.loop import train as run_training
-
         p = self.params
         arrays, info, scale = training_arrays(train, p)
         if scale is not None:  # binary or class labels: predictions are P(label = 1) or the class
@@ -99,47 +98,23 @@ class Object2Vec(TorchRecommender):
         p = p.resolved(int(self.layout["vocab"][0]) + int(self.layout["vocab"][1]))
         info["optimizer"] = {"optimizer": p.optimizer, "lr": p.lr, "sparse": p.sparse_embeddings}
         spec = self._spec(p)
-        values = self._class_values()
-        vals = None if values is None else torch.tensor(values, dtype=torch.float32)
         n_members = p.n_members(len(arrays["target"]))
         flags = self._history_flags(p, n_members)
-        history: tuple[torch.Tensor, torch.Tensor] | None = None
+        history = None
         if any(flags):
-            offsets, rated = tk.user_histories(train)
-            history = (torch.from_numpy(offsets), torch.from_numpy(rated))
+            history = tk.user_histories(train)
             self.layout["history"] = {"users": train.n_users, "items": train.n_items}
         self.layout["members"] = n_members
         self.layout["history_members"] = flags
-        members: list[Object2VecNet] = []
-        results = []
-        for j in range(n_members):  # member j: seed + j; its checkpoints in member-j (the first: the root)
-            with seeded(p.seed + j):  # initial weights from the seed alone; the caller's RNG untouched
-                net = Object2VecNet(
-                    self._spec(p, history=flags[j]),
-                    torch.from_numpy(user_table.tokens),
-                    torch.from_numpy(item_table.tokens),
-                    history if flags[j] else None,
-                )
-            if p.center:
-                self._center(net, arrays["target"], arrays.get("label"), values)
-            task = RatingTask(net, vals, p.reg, False)
-            if values is not None and (len(values) == 2 or p.rating_classes):
-                task.val_metric = "log_loss"  # the prediction is P(label = 1)
-            where = self.checkpoint_dir
-            if where is not None and j > 0:
-                where = Path(where) / f"member-{j}"
-            with torch.sparse.check_sparse_tensor_invariants(enable=False):  # as the base does for Adagrad
-                results.append(
-                    run_training(
-                        task,
-                        arrays,
-                        p.model_copy(update={"seed": p.seed + j}).train_config(),
-                        checkpoint_dir=where,
-                        resume=self.resume,
-                        progress=self.progress,
-                    )
-                )
-            members.append(net.eval())
+        jobs = [self._member_job(p, j, flags[j], user_table, item_table, history) for j in range(n_members)]
+        processes = self._member_processes(p, n_members, len(arrays["target"]))
+        if processes > 1:
+            share = p.threads or max(1, cpu_count() // processes)
+            jobs = [replace(job, config=job.config.model_copy(update={"threads": share})) for job in jobs]
+        trained = train_members(jobs, arrays, processes)
+        members = [net for net, _ in trained]
+        results = [result for _, result in trained]
+        info["member_processes"] = processes
         self.net, self._prior = (members[0] if n_members == 1 else Object2VecEnsemble(members)), None
         info["truncated"] = {"user": user_table.truncated, "item": item_table.truncated}
         info["side_tokens"] = {"user": user_table.kinds, "item": item_table.kinds}
@@ -149,6 +124,48 @@ class Object2Vec(TorchRecommender):
             info["members"] = [{k: v for k, v in r.as_dict().items() if k in keep} for r in results]
         self.history = {**results[0].as_dict(), "object2vec": info}
         self.net.eval()
+
+    def _member_job(
+        self,
+        p: Object2VecParams,
+        j: int,
+        history_on: bool,
+        user_table: tk.TokenTable,
+        item_table: tk.TokenTable,
+        history: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None,
+    ) -> MemberJob:
+        """Member j: seed + j; its checkpoints in ``member-j`` (the first member's in the root)."""
+        values = self._class_values()
+        where = self.checkpoint_dir
+        if where is not None and j > 0:
+            where = Path(where) / f"member-{j}"
+        metric = None
+        if values is not None and (len(values) == 2 or p.rating_classes):
+            metric = "log_loss"  # the prediction is P(label = 1)
+        return MemberJob(
+            seed=p.seed + j,
+            spec=self._spec(p, history=history_on),
+            user_tokens=user_table.tokens,
+            item_tokens=item_table.tokens,
+            history=history if history_on else None,
+            center=p.center,
+            values=values,
+            reg=p.reg,
+            val_metric=metric,
+            config=p.model_copy(update={"seed": p.seed + j}).train_config(),
+            checkpoint_dir=where,
+            resume=self.resume,
+            progress=self.progress,
+        )
+
+    def _member_processes(self, p: Object2VecParams, n_members: int, n_rows: int) -> int:
+        cpu = resolve_device(p.device).type == "cpu"
+        if p.member_processes != "auto" and int(p.member_processes) > 1 and not cpu:
+            raise ConfigError(
+                f"member_processes={p.member_processes} trains members side by side on the CPU; on "
+                f"device {p.device!r} leave it at auto (or 1)"
+            )
+        return plan_processes(p.member_processes, n_members, n_rows, p.threads, cpu, cpu_count())
 
     # ----- token tables ----------------------------------------------------------------------------
     def _tables(self, train: Interactions) -> tuple[tk.TokenTable, tk.TokenTable, tuple[int, int] | None]:

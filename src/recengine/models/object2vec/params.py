@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from recengine.models._torch_base import TorchRatingParams
 from recengine.training.config import TrainConfig
@@ -141,6 +141,13 @@ class Object2VecParams(TorchRatingParams):
         description="networks trained from seeds seed, seed+1, ... whose outputs are averaged; auto: "
         f"{AUTO_MEMBERS} up to {AUTO_MEMBERS_ROWS:,} training rows, else 1 (on small data a single "
         "network's quality depends much on its seed; on large data each member costs a full training)",
+    )
+
+    member_processes: int | Literal["auto"] = Field(
+        "auto",
+        description="worker processes training the members side by side, each with its share of the "
+        "threads; auto: one per core (up to the members) on the CPU with threads=0 and at least "
+        "20,000 training rows, else 1 (in turn, in this process)",
     )
 
     user_history: Literal["off", "on", "mixed"] = Field(
@@ -315,11 +322,11 @@ class Object2VecParams(TorchRatingParams):
             return AUTO_MEMBERS if n_rows <= AUTO_MEMBERS_ROWS else 1
         return int(self.members)
 
-    @field_validator("members")
+    @field_validator("members", "member_processes")
     @classmethod
-    def _members_range(cls, v: int | str) -> int | str:
+    def _members_range(cls, v: int | str, info: ValidationInfo) -> int | str:
         if isinstance(v, int) and not 1 <= v <= 16:
-            raise ValueError(f"members must be between 1 and 16 (or auto), got {v}")
+            raise ValueError(f"{info.field_name} must be between 1 and 16 (or auto), got {v}")
         return v
 
     def layers(self, side: int) -> int:

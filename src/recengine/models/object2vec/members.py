@@ -1,0 +1,187 @@
+"""Training the networks of an Object2Vec ensemble: one after another, or side by side in processes.
+
+The members are independent (their own seed, weights, batch order and early stopping), and one
+small network keeps a core busy only in part: on a machine with several cores, members trained in
+worker processes with their share of the threads finish sooner than the same members trained in
+turn on every thread. A member's job holds everything its training needs, so a worker rebuilds the
+network from the job alone: with the same thread count the weights it returns are those the member
+would have had in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from recengine.errors import TrainingError
+from recengine.models._torch_base import center_output
+from recengine.models._torch_nets import RatingTask
+from recengine.models.object2vec.encoders import NetSpec, Object2VecNet
+from recengine.training.config import TrainConfig
+from recengine.training.device import seeded
+from recengine.training.loop import TrainResult
+from recengine.training.loop import train as run_training
+
+#: Fewer training rows than this: worker processes cost more to start than they save.
+PARALLEL_MIN_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class MemberJob:
+    """What training one member needs; plain data, so it can be sent to a worker process."""
+
+    seed: int
+    spec: NetSpec
+    user_tokens: npt.NDArray[np.int64]
+    item_tokens: npt.NDArray[np.int64]
+    history: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None
+    center: bool
+    values: npt.NDArray[np.float64] | None
+    reg: float
+    val_metric: str | None
+    config: TrainConfig
+    checkpoint_dir: Path | None
+    resume: bool
+    progress: bool
+
+    def build(self) -> Object2VecNet:
+        """The member's untrained network: initial weights from its seed alone."""
+        history = None
+        if self.spec.history:
+            if self.history is None:
+                raise ValueError("a member that reads the user's history needs the history table")
+            history = (torch.from_numpy(self.history[0]), torch.from_numpy(self.history[1]))
+        with seeded(self.seed):
+            return Object2VecNet(
+                self.spec, torch.from_numpy(self.user_tokens), torch.from_numpy(self.item_tokens), history
+            )
+
+
+def train_member(job: MemberJob, arrays: dict[str, np.ndarray]) -> tuple[Object2VecNet, TrainResult]:
+    """Build and train one member in this process."""
+    net = job.build()
+    if job.center:
+        center_output(net, arrays["target"], arrays.get("label"), job.values)
+    vals = None if job.values is None else torch.tensor(job.values, dtype=torch.float32)
+    task = RatingTask(net, vals, job.reg, False)
+    if job.val_metric is not None:
+        task.val_metric = job.val_metric
+    with torch.sparse.check_sparse_tensor_invariants(enable=False):  # as the base does for Adagrad
+        result = run_training(
+            task,
+            arrays,
+            job.config,
+            checkpoint_dir=job.checkpoint_dir,
+            resume=job.resume,
+            progress=job.progress,
+        )
+    return net.eval(), result
+
+
+def train_members(
+    jobs: Sequence[MemberJob], arrays: dict[str, np.ndarray], processes: int
+) -> list[tuple[Object2VecNet, TrainResult]]:
+    """Train every job: in turn here when ``processes`` is 1, else in that many worker processes.
+
+    A worker is a fresh interpreter running :mod:`recengine.models.object2vec._worker` on a job file,
+    not a fork (torch's thread pools do not survive one) nor a ``multiprocessing`` spawn (which
+    imports the caller's main script again, and so fails in a script without a main guard). Only the
+    first member shows its progress, so the lines of several members do not interleave.
+    """
+    if processes <= 1 or len(jobs) <= 1:
+        return [train_member(job, arrays) for job in jobs]
+    jobs = [replace(job, progress=job.progress and j == 0) for j, job in enumerate(jobs)]
+    with tempfile.TemporaryDirectory(prefix="recengine-members-") as tmp:
+        root = Path(tmp)
+        with open(root / "arrays.pkl", "wb") as fh:
+            pickle.dump(arrays, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        for j, job in enumerate(jobs):
+            with open(root / f"job-{j}.pkl", "wb") as fh:
+                pickle.dump(job, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        codes = _run_workers(root, len(jobs), processes)
+        done: dict[int, tuple[Any, Any]] = {}
+        for j in range(len(jobs)):
+            if (root / f"result-{j}.pkl").exists():
+                with open(root / f"result-{j}.pkl", "rb") as fh:
+                    done[j] = pickle.load(fh)
+        for j in sorted(done):
+            if isinstance(done[j][0], BaseException):
+                raise done[j][0]  # the member's own error (a TrainingError, a ConfigError, ...)
+        out = []
+        for j, job in enumerate(jobs):
+            if j not in done:
+                raise TrainingError(
+                    f"member {j}'s worker process ended with status {codes[j]} and no result (killed, "
+                    "or out of memory?); member_processes=1 trains the members in this process"
+                )
+            state, result = done[j]
+            net = job.build()
+            net.load_state_dict(state)
+            out.append((net.eval(), result))
+        return out
+
+
+def _run_workers(root: Path, n_jobs: int, processes: int) -> list[int | None]:
+    """Run job files 0 .. n_jobs-1 in ``root``, at most ``processes`` at once; their exit statuses.
+    An interrupt or error here stops every worker still running."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    codes: list[int | None] = [None] * n_jobs
+    running: dict[int, subprocess.Popen[bytes]] = {}
+    todo = list(range(n_jobs))
+    try:
+        while todo or running:
+            while todo and len(running) < processes:
+                j = todo.pop(0)
+                cmd = [sys.executable, "-m", "recengine.models.object2vec._worker", str(root), str(j)]
+                running[j] = subprocess.Popen(cmd, env=env, stdout=sys.stderr.fileno() if _has_fd() else None)
+            for j, proc in list(running.items()):
+                code = proc.poll()
+                if code is not None:
+                    codes[j] = code
+                    del running[j]
+                    if code != 0:  # one member failed: the fit fails, so stop the others now
+                        return codes
+            if running:
+                time.sleep(0.05)
+    finally:
+        for proc in running.values():
+            proc.kill()
+            proc.wait()
+    return codes
+
+
+def _has_fd() -> bool:
+    """Whether stderr is a real file descriptor (not a capture object): workers' stdout goes there,
+    so that a command's stdout holds its own output only."""
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+def plan_processes(
+    requested: int | str, n_members: int, n_rows: int, threads: int, cpu: bool, cores: int
+) -> int:
+    """How many worker processes train ``n_members`` members (1: in this process).
+
+    ``auto`` runs members side by side only on the CPU, with ``threads=0`` (every core: a set thread
+    count bounds the whole fit), on at least two cores and :data:`PARALLEL_MIN_ROWS` training rows.
+    """
+    if requested != "auto":
+        return max(1, min(int(requested), n_members))
+    if not cpu or threads != 0 or cores < 2 or n_members < 2 or n_rows < PARALLEL_MIN_ROWS:
+        return 1
+    return min(n_members, cores)
