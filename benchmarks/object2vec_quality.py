@@ -9,11 +9,16 @@
   a softmax head and the ``seed-lab2-classifier`` preset, beside the bias baseline; and a softmax over
   the five rating classes fitted on ua.base's ratings (the rows the labels come from), whose
   P(rating > 3) is scored against ua.test's labels.
+* ``binary-blend`` (only with ``--only binary-blend``): how far stacking goes on the binary split:
+  the five-class object2vec and six Surprise rating predictors weighed by a logistic regression fitted
+  on ub.test's rows of ua.base (the inputs fitted on the rest), then applied to ua.test.
 * ``topn-ml100k``: NDCG@10 (and recall, HR, coverage) of the negative-sampling model beside popularity
   and implicit's ALS.
 * cold-start movies: 10% of the movies of ua.base (``default_rng(0)``) are removed from training;
   RMSE on their ua.test ratings of the content-token model, the ids-only model (every cold movie is
   the UNK token) and mu + b_u (user bias plus global mean; these movies have no item bias).
+* ``ensemble-speed`` (only with ``--only ensemble-speed``): the default fit's wall time on ua.base with
+  every core, members trained in turn against side by side in worker processes.
 * training speed on the ml-20m shape (synthetic, seed 0): one epoch over 1,000,000 sampled rows (the
   full id space; 100,000 of them for dense Adam, which updates every table row at each step),
   samples/s of object2vec and deep-mf in the same process, one thread each.
@@ -47,7 +52,7 @@ from recengine.models.base import Recommender
 from recengine.models.registry import create
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import run_peer  # the peers' code of the main quality benchmark
+from quality import _surprise_fit_predict, run_peer  # the peers' code of the main quality benchmark
 
 THREADS = {"threads": 1}  # the machine is shared: one thread keeps timings comparable
 RATING_CONFIGS: dict[str, dict[str, Any]] = {
@@ -177,6 +182,55 @@ def binary_section(run: ProtocolRun, ratings: ProtocolRun, quick: bool) -> list[
     return rows
 
 
+#: Rating predictors whose predictions the blend below stacks beside object2vec's P(rating > 3).
+BLEND_PEERS = (
+    "surprise-baselineonly",
+    "surprise-svd",
+    "surprise-svdpp",
+    "surprise-knnbaseline-item",
+    "surprise-knnbaseline-user",
+    "surprise-slopeone",
+)
+
+
+def blend_section(ratings: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
+    """How far the binary accuracy goes when every model at hand is stacked: object2vec's P(rating > 3)
+    and six Surprise rating predictors, fitted on ua.base without ub.test's rows, weighed by a logistic
+    regression on those rows' labels, then refitted on all of ua.base and weighed the same on ua.test.
+    A bound on what blending buys on this split, not a model of ours."""
+    from sklearn.linear_model import LogisticRegression
+
+    ds = ratings.dataset
+    assert ds.path is not None
+    rated, test = ratings.folds[0].train, ratings.folds[0].test
+    inner, held = inner_split(rated, ds.path)
+    peers = BLEND_PEERS[:2] if quick else BLEND_PEERS
+    params = {**next(iter(RATING_CLASS_CONFIGS.values())), **({"epochs": 2} if quick else {})}
+    columns: dict[str, list[np.ndarray]] = {}
+    for train, query in ((inner, held), (rated, test)):
+        model, _ = fit("object2vec", params, train, ds)
+        columns.setdefault("object2vec (5 rating classes)", []).append(
+            model.predict_internal(query.user, query.item)
+        )
+        for peer in peers:
+            columns.setdefault(peer, []).append(_surprise_fit_predict(peer, Fold("blend", train, query)))
+    x_held, x_test = (np.column_stack([c[n] for c in columns.values()]) for n in (0, 1))
+    y_held, y_test = held.values() > 3, (test.values() > 3).astype(np.float64)  # the protocol's labels
+    lr = LogisticRegression(max_iter=5000).fit(x_held, y_held)
+    rows = [
+        {
+            "system": f"blend of {len(columns)} (logistic regression on ub.test's rows)",
+            "weights": dict(zip(columns, lr.coef_[0].round(3).tolist(), strict=True)),
+            **binary_metrics(y_test, lr.predict_proba(x_test)[:, 1]),
+        }
+    ]
+    for j, name in enumerate(columns):  # each input alone, weighed by its own logistic regression
+        one = LogisticRegression(max_iter=5000).fit(x_held[:, [j]], y_held)
+        p = one.predict_proba(x_test[:, [j]])[:, 1]
+        rows.append({"system": f"{name} alone", **binary_metrics(y_test, p)})
+    return rows
+
+
 def topn_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     fold, ds = run.folds[0], run.dataset
     rows = []
@@ -282,6 +336,38 @@ def tune_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def ensemble_speed_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
+    """Wall time of the default fit on ua.base with every core (threads=0), in the same run: the
+    members one after another, each on every thread, against the members side by side in worker
+    processes (``member_processes=auto``), each on its share of the threads."""
+    from recengine.models.object2vec import Object2Vec
+    from recengine.training.device import cpu_count
+
+    fold, ds = run.folds[0], run.dataset
+    rows: list[dict[str, Any]] = []
+    for label, processes in (
+        ("members in turn, every thread each", 1),
+        ("members side by side (auto)", "auto"),
+    ):
+        model = Object2Vec(member_processes=processes, **({"epochs": 2} if quick else {}))
+        model.use_dataset(ds)
+        t0 = time.perf_counter()
+        model.fit(fold.train)
+        secs = time.perf_counter() - t0
+        info = (model.history or {})["object2vec"]
+        rows.append(
+            {
+                "system": label,
+                "processes": info["member_processes"],
+                "cores": cpu_count(),
+                "fit_seconds": secs,
+                **rating_metrics(fold.test.values(), model.predict_internal(fold.test.user, fold.test.item)),
+            }
+        )
+    rows[1]["speedup"] = rows[0]["fit_seconds"] / rows[1]["fit_seconds"]
+    return rows
+
+
 def speed_section(quick: bool) -> dict[str, Any]:
     from recengine.data.synthetic import generate_arrays
 
@@ -383,6 +469,14 @@ def markdown(res: dict[str, Any]) -> str:
             "",
         ]
         lines += [*_table(res["ml100k-ua-binary"], ["accuracy", "f1", "auc", "log_loss", "fit_seconds"]), ""]
+    if "binary-blend" in res:
+        lines += [
+            "**ml100k-ua-binary, stacked** (`--only binary-blend`; the weights fitted on ub.test's rows "
+            "of ua.base, each input fitted on the rest of ua.base, then everything refitted on ua.base; "
+            "a bound on what blending buys here, not a model of ours)",
+            "",
+        ]
+        lines += [*_table(res["binary-blend"], ["accuracy", "f1", "auc", "log_loss"]), ""]
     if "topn-ml100k" in res:
         lines += ["**topn-ml100k** (K = 10)", ""]
         lines += _table(res["topn-ml100k"], ["ndcg@10", "recall@10", "hr@10", "coverage@10", "fit_seconds"])
@@ -402,6 +496,14 @@ def markdown(res: dict[str, Any]) -> str:
             "",
         ]
         lines += [*_table(res["tune"], ["rmse", "mae", "best_epoch", "fit_seconds"]), ""]
+    if "ensemble-speed" in res:
+        lines += [
+            "**the default ensemble's fit, every core** (`--only ensemble-speed`; ua.base, threads=0, "
+            "the members in turn against side by side in worker processes, same run)",
+            "",
+        ]
+        cols = ["processes", "cores", "fit_seconds", "speedup", "rmse"]
+        lines += [*_table(res["ensemble-speed"], cols), ""]
     if "speed" in res:
         sp = res["speed"]
         lines += [
@@ -436,12 +538,16 @@ def main(argv: list[str] | None = None) -> None:
             res[name] = rating_section(build(name, args.data), args.quick)
         elif name == "ml100k-ua-binary":
             res[name] = binary_section(build(name, args.data), build("ml100k-ua", args.data), args.quick)
+        elif name == "binary-blend":
+            res[name] = blend_section(build("ml100k-ua", args.data), args.quick)
         elif name == "topn-ml100k":
             res[name] = topn_section(build(name, args.data), args.quick)
         elif name == "cold-start":
             res[name] = cold_section(build("ml100k-ua", args.data), args.quick)
         elif name == "tune":
             res[name] = tune_section(build("ml100k-ua", args.data), args.quick)
+        elif name == "ensemble-speed":
+            res[name] = ensemble_speed_section(build("ml100k-ua", args.data), args.quick)
         elif name == "speed" and not args.no_speed:
             res[name] = speed_section(args.quick)
         res.setdefault("section_seconds", {})[name] = time.perf_counter() - t0

@@ -37,7 +37,7 @@ DEFAULT_PROTOCOLS = tuple(PROTOCOLS)
 
 def _surprise_fit_predict(name: str, fold: Fold) -> np.ndarray:
     import pandas as pd
-    from surprise import SVD, BaselineOnly, Dataset, Reader, SVDpp
+    from surprise import SVD, BaselineOnly, Dataset, KNNBaseline, Reader, SlopeOne, SVDpp
 
     tr = fold.train
     assert tr.scale is not None
@@ -51,8 +51,15 @@ def _surprise_fit_predict(name: str, fold: Fold) -> np.ndarray:
         )
     elif name == "surprise-svd":
         algo = SVD(random_state=0)
-    else:
+    elif name == "surprise-svdpp":
         algo = SVDpp(random_state=0, cache_ratings=True)
+    elif name in ("surprise-knnbaseline-item", "surprise-knnbaseline-user"):
+        sim = {"name": "pearson_baseline", "user_based": name.endswith("user")}
+        algo = KNNBaseline(k=40, sim_options=sim, verbose=False)
+    elif name == "surprise-slopeone":
+        algo = SlopeOne()
+    else:
+        raise ValueError(f"unknown Surprise peer {name!r}")
     algo.fit(trainset)
     te = fold.test
     return np.array([algo.predict(int(u), int(i)).est for u, i in zip(te.user, te.item, strict=True)])
