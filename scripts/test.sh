@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test run: pytest (2 workers), ruff and mypy. CI runs exactly this.
+# The whole test run: pytest (2 workers), ruff (lint and formatting) and mypy. CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
@@ -13,5 +13,6 @@ fi
 status=0
 python -m pytest -n 2 -q "$@" || status=$?
 ruff check src tests benchmarks || status=$?
+ruff format --check src tests benchmarks || status=$?
 mypy || status=$?
 exit $status

@@ -23,8 +23,15 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "deep-mf": {"epochs": 40, "batch_size": 64},
     "neumf": {"epochs": 40, "batch_size": 64},
     "object2vec": {
-        "epochs": 30, "batch_size": 32, "enc_dim": 16, "mlp_dim": 16, "enc0_token_embedding_dim": 16,
-        "enc1_token_embedding_dim": 16, "lr": 0.01, "weight_decay": 0.0, "threads": 1,
+        "epochs": 30,
+        "batch_size": 32,
+        "enc_dim": 16,
+        "mlp_dim": 16,
+        "enc0_token_embedding_dim": 16,
+        "enc1_token_embedding_dim": 16,
+        "lr": 0.01,
+        "weight_decay": 0.0,
+        "threads": 1,
         "members": 2,  # the suite runs through the ensemble that small data sets get by default
     },
 }
