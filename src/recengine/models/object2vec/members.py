@@ -11,13 +11,13 @@ would have had in this process.
 from __future__ import annotations
 
 import os
-import pickle
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +25,17 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from recengine import errors
 from recengine.errors import TrainingError
 from recengine.models._torch_base import center_output
 from recengine.models._torch_nets import RatingTask
 from recengine.models.object2vec.encoders import NetSpec, Object2VecNet
+from recengine.training.checkpoint import load_checkpoint, save_checkpoint
 from recengine.training.config import TrainConfig
 from recengine.training.device import seeded
 from recengine.training.loop import TrainResult
 from recengine.training.loop import train as run_training
+from recengine.training.state import load_module_state, module_state_arrays
 
 #: Fewer training rows than this: worker processes cost more to start than they save.
 PARALLEL_MIN_ROWS = 20_000
@@ -40,7 +43,7 @@ PARALLEL_MIN_ROWS = 20_000
 
 @dataclass(frozen=True)
 class MemberJob:
-    """What training one member needs; plain data, so it can be sent to a worker process."""
+    """What training one member needs: arrays, a spec and settings (what a worker process reads)."""
 
     seed: int
     spec: NetSpec
@@ -95,30 +98,26 @@ def train_members(
 ) -> list[tuple[Object2VecNet, TrainResult]]:
     """Train every job: in turn here when ``processes`` is 1, else in that many worker processes.
 
-    A worker is a fresh interpreter running :mod:`recengine.models.object2vec._worker` on a job file,
-    not a fork (torch's thread pools do not survive one) nor a ``multiprocessing`` spawn (which
-    imports the caller's main script again, and so fails in a script without a main guard). Only the
-    first member shows its progress, so the lines of several members do not interleave.
+    A worker is a fresh interpreter running :mod:`recengine.models.object2vec._worker` on the jobs'
+    file, not a fork (torch's thread pools do not survive one) nor a ``multiprocessing`` spawn (which
+    imports the caller's main script again, and so fails in a script without a main guard). Jobs and
+    results travel as checkpoints (safetensors and JSON, :mod:`recengine.training.checkpoint`), so
+    nothing read back can run code. Only the first member shows its progress, so the lines of
+    several members do not interleave.
     """
     if processes <= 1 or len(jobs) <= 1:
         return [train_member(job, arrays) for job in jobs]
     jobs = [replace(job, progress=job.progress and j == 0) for j, job in enumerate(jobs)]
     with tempfile.TemporaryDirectory(prefix="recengine-members-") as tmp:
         root = Path(tmp)
-        with open(root / "arrays.pkl", "wb") as fh:
-            pickle.dump(arrays, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        for j, job in enumerate(jobs):
-            with open(root / f"job-{j}.pkl", "wb") as fh:
-                pickle.dump(job, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        write_jobs(root, jobs, arrays)
         codes = _run_workers(root, len(jobs), processes)
-        done: dict[int, tuple[Any, Any]] = {}
-        for j in range(len(jobs)):
-            if (root / f"result-{j}.pkl").exists():
-                with open(root / f"result-{j}.pkl", "rb") as fh:
-                    done[j] = pickle.load(fh)
+        done = {
+            j: got for j in range(len(jobs)) if (got := load_checkpoint(root / f"result-{j}")) is not None
+        }
         for j in sorted(done):
-            if isinstance(done[j][0], BaseException):
-                raise done[j][0]  # the member's own error (a TrainingError, a ConfigError, ...)
+            if "error" in done[j][1]:
+                raise _member_error(j, done[j][1]["error"])
         out = []
         for j, job in enumerate(jobs):
             if j not in done:
@@ -126,11 +125,104 @@ def train_members(
                     f"member {j}'s worker process ended with status {codes[j]} and no result (killed, "
                     "or out of memory?); member_processes=1 trains the members in this process"
                 )
-            state, result = done[j]
+            weights, meta = done[j]
             net = job.build()
-            net.load_state_dict(state)
-            out.append((net.eval(), result))
+            load_module_state(net, weights)
+            out.append((net.eval(), TrainResult(**meta["result"])))
         return out
+
+
+def write_jobs(root: Path, jobs: Sequence[MemberJob], arrays: dict[str, np.ndarray]) -> None:
+    """One file for every job: the training rows and token tables once (the members share them),
+    each job's settings as JSON."""
+    first = jobs[0]
+    history = next((job.history for job in jobs if job.history is not None), None)
+    if not all(_shares_tables(job, first) for job in jobs):
+        raise ValueError("the members of one fit share their token tables and class values")
+    data = {f"row.{k}": v for k, v in arrays.items()}
+    data["table.user_tokens"], data["table.item_tokens"] = first.user_tokens, first.item_tokens
+    if history is not None:
+        data["table.history_offsets"], data["table.history_items"] = history
+    if first.values is not None:
+        data["table.values"] = first.values
+    settings = [
+        {
+            "seed": job.seed,
+            "spec": asdict(job.spec),
+            "history": job.history is not None,
+            "center": job.center,
+            "reg": job.reg,
+            "val_metric": job.val_metric,
+            "config": job.config.model_dump(mode="json"),
+            "checkpoint_dir": None if job.checkpoint_dir is None else str(job.checkpoint_dir),
+            "resume": job.resume,
+            "progress": job.progress,
+        }
+        for job in jobs
+    ]
+    save_checkpoint(root / "jobs", data, {"jobs": settings})
+
+
+def read_job(root: Path, j: int) -> tuple[MemberJob, dict[str, np.ndarray]]:
+    """Job ``j`` of :func:`write_jobs` and the training rows."""
+    got = load_checkpoint(root / "jobs")
+    if got is None:
+        raise TrainingError(f"{root / 'jobs'}: no jobs to train")
+    data, meta = got
+    s = meta["jobs"][j]
+    arrays = {k.removeprefix("row."): v for k, v in data.items() if k.startswith("row.")}
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in s["spec"].items()}
+    job = MemberJob(
+        seed=s["seed"],
+        spec=NetSpec(**fields),
+        user_tokens=data["table.user_tokens"],
+        item_tokens=data["table.item_tokens"],
+        history=(data["table.history_offsets"], data["table.history_items"]) if s["history"] else None,
+        center=s["center"],
+        values=data.get("table.values"),
+        reg=s["reg"],
+        val_metric=s["val_metric"],
+        config=TrainConfig.model_validate(s["config"]),
+        checkpoint_dir=None if s["checkpoint_dir"] is None else Path(s["checkpoint_dir"]),
+        resume=s["resume"],
+        progress=s["progress"],
+    )
+    return job, arrays
+
+
+def run_job(root: Path, j: int) -> int:
+    """A worker's part: train job ``j`` and write its weights and history, or the error that stopped
+    it, as the checkpoint ``result-j`` (written whole or not at all). Returns the exit status."""
+    try:
+        job, arrays = read_job(root, j)
+        net, result = train_member(job, arrays)
+        save_checkpoint(root / f"result-{j}", module_state_arrays(net), {"result": asdict(result)})
+        return 0
+    except BaseException as exc:  # every error goes back to the caller, which raises it
+        error = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+        save_checkpoint(root / f"result-{j}", {}, {"error": error})
+        return 1
+
+
+def _shares_tables(job: MemberJob, first: MemberJob) -> bool:
+    if (job.values is None) != (first.values is None):
+        return False
+    pairs: list[tuple[np.ndarray, np.ndarray]] = [
+        (job.user_tokens, first.user_tokens),
+        (job.item_tokens, first.item_tokens),
+    ]
+    if job.values is not None and first.values is not None:
+        pairs.append((job.values, first.values))
+    return all(np.array_equal(a, b) for a, b in pairs)
+
+
+def _member_error(j: int, err: dict[str, str]) -> Exception:
+    """The caller's copy of a worker's error: the same class where it is one of ours (a
+    TrainingError, a ConfigError, ...), else a TrainingError with the worker's traceback."""
+    cls = getattr(errors, err["type"], None)
+    if isinstance(cls, type) and issubclass(cls, errors.RecengineError):
+        return cls(err["message"])
+    return TrainingError(f"member {j} failed in its worker process:\n{err['traceback']}")
 
 
 def _run_workers(root: Path, n_jobs: int, processes: int) -> list[int | None]:
