@@ -27,7 +27,13 @@ from recengine.models.object2vec.encoders import (
     Object2VecNet,
     PooledEncoder,
 )
-from recengine.models.object2vec.members import MemberJob, plan_processes, read_job, write_jobs
+from recengine.models.object2vec.members import (
+    MemberInputs,
+    MemberJob,
+    plan_processes,
+    read_job,
+    write_jobs,
+)
 from recengine.models.object2vec.sampling import sample_negatives
 from recengine.models.object2vec.tokens import N_RESERVED, PAD, UNK, title_words, user_histories
 
@@ -774,20 +780,23 @@ def test_members_side_by_side_from_a_script_without_a_main_guard(tmp_path: Path)
 def test_member_jobs_round_trip_through_their_file(tmp_path: Path):
     tokens = np.arange(12, dtype=np.int64).reshape(6, 2) % 6
     history = (np.array([0, 2, 3, 3, 5, 6, 6], dtype=np.int64), np.array([1, 2, 0, 4, 5, 3], dtype=np.int64))
-    common = dict(user_tokens=tokens, item_tokens=tokens[::-1].copy(), values=np.array([0.0, 1.0]))
+    shared = MemberInputs(
+        user_tokens=tokens,
+        item_tokens=tokens[::-1].copy(),
+        history=history,
+        values=np.array([0.0, 1.0]),
+        center=True,
+        reg=0.01,
+        val_metric="log_loss",
+        resume=True,
+    )
     jobs = [
         MemberJob(
             seed=3 + j,
             spec=_spec(out_dim=2, history=j == 1, history_users=6, history_items=6),
-            history=history if j == 1 else None,
-            center=True,
-            reg=0.01,
-            val_metric="log_loss",
             config=Object2Vec(FAST_TOK, seed=3 + j).params.resolved(12).train_config(),
             checkpoint_dir=tmp_path / f"ckpt-{j}" if j else None,
-            resume=j == 1,
             progress=False,
-            **common,
         )
         for j in range(2)
     ]
@@ -795,29 +804,25 @@ def test_member_jobs_round_trip_through_their_file(tmp_path: Path):
         "user": np.array([0, 1]),
         "target": np.array([1.0, 0.0], dtype=np.float32),
     }
-    write_jobs(tmp_path, jobs, arrays)
+    write_jobs(tmp_path, jobs, shared, arrays)
     for j, job in enumerate(jobs):
-        back, rows = read_job(tmp_path, j)
-        assert (
-            back.spec == job.spec and back.config == job.config and back.checkpoint_dir == job.checkpoint_dir
-        )
-        assert (back.seed, back.center, back.reg, back.val_metric, back.resume) == (
-            3 + j,
+        back, back_shared, rows = read_job(tmp_path, j)
+        assert back == job  # seed, spec, loop settings, checkpoint folder
+        assert (back_shared.center, back_shared.reg, back_shared.val_metric, back_shared.resume) == (
             True,
             0.01,
             "log_loss",
-            j == 1,
+            True,
         )
-        assert (back.history is None) == (job.history is None)
-        if job.history is not None and back.history is not None:
-            np.testing.assert_array_equal(back.history[1], history[1])
-        np.testing.assert_array_equal(back.item_tokens, job.item_tokens)
+        assert back_shared.history is not None
+        np.testing.assert_array_equal(back_shared.history[1], history[1])
+        np.testing.assert_array_equal(back_shared.item_tokens, shared.item_tokens)
         assert rows.keys() == arrays.keys() and rows["target"].dtype == np.float32
         torch.testing.assert_close(
-            back.build().state_dict(), job.build().state_dict()
+            back.build(back_shared).state_dict(), job.build(shared).state_dict()
         )  # same seed, same start
-    with pytest.raises(ValueError, match="share their token tables"):
-        write_jobs(tmp_path, [jobs[0], replace(jobs[1], item_tokens=tokens)], arrays)
+    with pytest.raises(ValueError, match="needs the history table"):
+        jobs[1].build(replace(shared, history=None))
 
 
 def test_a_failing_member_in_a_worker_raises_in_the_caller():

@@ -42,59 +42,70 @@ PARALLEL_MIN_ROWS = 20_000
 
 
 @dataclass(frozen=True)
-class MemberJob:
-    """What training one member needs: arrays, a spec and settings (what a worker process reads)."""
+class MemberInputs:
+    """What every member of one fit shares: the token tables, the users' histories (when a member
+    reads them), the class values of a softmax head and the loss settings. Written once for the
+    workers, beside the training rows."""
 
-    seed: int
-    spec: NetSpec
     user_tokens: npt.NDArray[np.int64]
     item_tokens: npt.NDArray[np.int64]
     history: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None
-    center: bool
     values: npt.NDArray[np.float64] | None
+    center: bool
     reg: float
     val_metric: str | None
+    resume: bool
+
+
+@dataclass(frozen=True)
+class MemberJob:
+    """One member: its seed, its network (with or without the history), the loop's settings and
+    where it checkpoints."""
+
+    seed: int
+    spec: NetSpec
     config: TrainConfig
     checkpoint_dir: Path | None
-    resume: bool
     progress: bool
 
-    def build(self) -> Object2VecNet:
+    def build(self, shared: MemberInputs) -> Object2VecNet:
         """The member's untrained network: initial weights from its seed alone."""
         history = None
         if self.spec.history:
-            if self.history is None:
+            if shared.history is None:
                 raise ValueError("a member that reads the user's history needs the history table")
-            history = (torch.from_numpy(self.history[0]), torch.from_numpy(self.history[1]))
+            history = (torch.from_numpy(shared.history[0]), torch.from_numpy(shared.history[1]))
         with seeded(self.seed):
             return Object2VecNet(
-                self.spec, torch.from_numpy(self.user_tokens), torch.from_numpy(self.item_tokens), history
+                self.spec, torch.from_numpy(shared.user_tokens), torch.from_numpy(shared.item_tokens), history
             )
 
 
-def train_member(job: MemberJob, arrays: dict[str, np.ndarray]) -> tuple[Object2VecNet, TrainResult]:
+def train_member(
+    job: MemberJob, shared: MemberInputs, arrays: dict[str, np.ndarray]
+) -> tuple[Object2VecNet, TrainResult]:
     """Build and train one member in this process."""
-    net = job.build()
-    if job.center:
-        center_output(net, arrays["target"], arrays.get("label"), job.values)
-    vals = None if job.values is None else torch.tensor(job.values, dtype=torch.float32)
-    task = RatingTask(net, vals, job.reg, False)
-    if job.val_metric is not None:
-        task.val_metric = job.val_metric
+    net = job.build(shared)
+    if shared.center:
+        center_output(net, arrays["target"], arrays.get("label"), shared.values)
+    vals = None if shared.values is None else torch.tensor(shared.values, dtype=torch.float32)
+    task = RatingTask(net, vals, shared.reg, False)
+    if shared.val_metric is not None:
+        task.val_metric = shared.val_metric
     with torch.sparse.check_sparse_tensor_invariants(enable=False):  # as the base does for Adagrad
         result = run_training(
             task,
             arrays,
             job.config,
             checkpoint_dir=job.checkpoint_dir,
-            resume=job.resume,
+            resume=shared.resume,
             progress=job.progress,
         )
     return net.eval(), result
 
 
 def train_members(
-    jobs: Sequence[MemberJob], arrays: dict[str, np.ndarray], processes: int
+    jobs: Sequence[MemberJob], shared: MemberInputs, arrays: dict[str, np.ndarray], processes: int
 ) -> list[tuple[Object2VecNet, TrainResult]]:
     """Train every job: in turn here when ``processes`` is 1, else in that many worker processes.
 
@@ -106,11 +117,11 @@ def train_members(
     several members do not interleave.
     """
     if processes <= 1 or len(jobs) <= 1:
-        return [train_member(job, arrays) for job in jobs]
+        return [train_member(job, shared, arrays) for job in jobs]
     jobs = [replace(job, progress=job.progress and j == 0) for j, job in enumerate(jobs)]
     with tempfile.TemporaryDirectory(prefix="recengine-members-") as tmp:
         root = Path(tmp)
-        write_jobs(root, jobs, arrays)
+        write_jobs(root, jobs, shared, arrays)
         codes = _run_workers(root, len(jobs), processes)
         done = {
             j: got for j in range(len(jobs)) if (got := load_checkpoint(root / f"result-{j}")) is not None
@@ -126,94 +137,79 @@ def train_members(
                     "or out of memory?); member_processes=1 trains the members in this process"
                 )
             weights, meta = done[j]
-            net = job.build()
+            net = job.build(shared)
             load_module_state(net, weights)
             out.append((net.eval(), TrainResult(**meta["result"])))
         return out
 
 
-def write_jobs(root: Path, jobs: Sequence[MemberJob], arrays: dict[str, np.ndarray]) -> None:
-    """One file for every job: the training rows and token tables once (the members share them),
-    each job's settings as JSON."""
-    first = jobs[0]
-    history = next((job.history for job in jobs if job.history is not None), None)
-    if not all(_shares_tables(job, first) for job in jobs):
-        raise ValueError("the members of one fit share their token tables and class values")
+def write_jobs(
+    root: Path, jobs: Sequence[MemberJob], shared: MemberInputs, arrays: dict[str, np.ndarray]
+) -> None:
+    """One file for every job: the training rows and the shared tables as arrays, the shared
+    settings and each job's as JSON."""
     data = {f"row.{k}": v for k, v in arrays.items()}
-    data["table.user_tokens"], data["table.item_tokens"] = first.user_tokens, first.item_tokens
-    if history is not None:
-        data["table.history_offsets"], data["table.history_items"] = history
-    if first.values is not None:
-        data["table.values"] = first.values
-    settings = [
-        {
-            "seed": job.seed,
-            "spec": asdict(job.spec),
-            "history": job.history is not None,
-            "center": job.center,
-            "reg": job.reg,
-            "val_metric": job.val_metric,
-            "config": job.config.model_dump(mode="json"),
-            "checkpoint_dir": None if job.checkpoint_dir is None else str(job.checkpoint_dir),
-            "resume": job.resume,
-            "progress": job.progress,
-        }
-        for job in jobs
-    ]
-    save_checkpoint(root / "jobs", data, {"jobs": settings})
+    data["table.user_tokens"], data["table.item_tokens"] = shared.user_tokens, shared.item_tokens
+    if shared.history is not None:
+        data["table.history_offsets"], data["table.history_items"] = shared.history
+    if shared.values is not None:
+        data["table.values"] = shared.values
+    settings = {
+        "shared": {k: getattr(shared, k) for k in ("center", "reg", "val_metric", "resume")},
+        "jobs": [
+            {
+                "seed": job.seed,
+                "spec": asdict(job.spec),
+                "config": job.config.model_dump(mode="json"),
+                "checkpoint_dir": None if job.checkpoint_dir is None else str(job.checkpoint_dir),
+                "progress": job.progress,
+            }
+            for job in jobs
+        ],
+    }
+    save_checkpoint(root / "jobs", data, settings)
 
 
-def read_job(root: Path, j: int) -> tuple[MemberJob, dict[str, np.ndarray]]:
-    """Job ``j`` of :func:`write_jobs` and the training rows."""
+def read_job(root: Path, j: int) -> tuple[MemberJob, MemberInputs, dict[str, np.ndarray]]:
+    """Job ``j`` of :func:`write_jobs`, what the members share, and the training rows."""
     got = load_checkpoint(root / "jobs")
     if got is None:
         raise TrainingError(f"{root / 'jobs'}: no jobs to train")
     data, meta = got
+    history = None
+    if "table.history_offsets" in data:
+        history = (data["table.history_offsets"], data["table.history_items"])
+    shared = MemberInputs(
+        user_tokens=data["table.user_tokens"],
+        item_tokens=data["table.item_tokens"],
+        history=history,
+        values=data.get("table.values"),
+        **meta["shared"],
+    )
     s = meta["jobs"][j]
-    arrays = {k.removeprefix("row."): v for k, v in data.items() if k.startswith("row.")}
     fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in s["spec"].items()}
     job = MemberJob(
         seed=s["seed"],
         spec=NetSpec(**fields),
-        user_tokens=data["table.user_tokens"],
-        item_tokens=data["table.item_tokens"],
-        history=(data["table.history_offsets"], data["table.history_items"]) if s["history"] else None,
-        center=s["center"],
-        values=data.get("table.values"),
-        reg=s["reg"],
-        val_metric=s["val_metric"],
         config=TrainConfig.model_validate(s["config"]),
         checkpoint_dir=None if s["checkpoint_dir"] is None else Path(s["checkpoint_dir"]),
-        resume=s["resume"],
         progress=s["progress"],
     )
-    return job, arrays
+    arrays = {k.removeprefix("row."): v for k, v in data.items() if k.startswith("row.")}
+    return job, shared, arrays
 
 
 def run_job(root: Path, j: int) -> int:
     """A worker's part: train job ``j`` and write its weights and history, or the error that stopped
     it, as the checkpoint ``result-j`` (written whole or not at all). Returns the exit status."""
     try:
-        job, arrays = read_job(root, j)
-        net, result = train_member(job, arrays)
+        net, result = train_member(*read_job(root, j))
         save_checkpoint(root / f"result-{j}", module_state_arrays(net), {"result": asdict(result)})
         return 0
     except BaseException as exc:  # every error goes back to the caller, which raises it
         error = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
         save_checkpoint(root / f"result-{j}", {}, {"error": error})
         return 1
-
-
-def _shares_tables(job: MemberJob, first: MemberJob) -> bool:
-    if (job.values is None) != (first.values is None):
-        return False
-    pairs: list[tuple[np.ndarray, np.ndarray]] = [
-        (job.user_tokens, first.user_tokens),
-        (job.item_tokens, first.item_tokens),
-    ]
-    if job.values is not None and first.values is not None:
-        pairs.append((job.values, first.values))
-    return all(np.array_equal(a, b) for a, b in pairs)
 
 
 def _member_error(j: int, err: dict[str, str]) -> Exception:
@@ -229,6 +225,7 @@ def _run_workers(root: Path, n_jobs: int, processes: int) -> list[int | None]:
     """Run job files 0 .. n_jobs-1 in ``root``, at most ``processes`` at once; their exit statuses.
     An interrupt or error here stops every worker still running."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    out = _stderr_fd()
     codes: list[int | None] = [None] * n_jobs
     running: dict[int, subprocess.Popen[bytes]] = {}
     todo = list(range(n_jobs))
@@ -237,7 +234,7 @@ def _run_workers(root: Path, n_jobs: int, processes: int) -> list[int | None]:
             while todo and len(running) < processes:
                 j = todo.pop(0)
                 cmd = [sys.executable, "-m", "recengine.models.object2vec._worker", str(root), str(j)]
-                running[j] = subprocess.Popen(cmd, env=env, stdout=sys.stderr.fileno() if _has_fd() else None)
+                running[j] = subprocess.Popen(cmd, env=env, stdout=out)
             for j, proc in list(running.items()):
                 code = proc.poll()
                 if code is not None:
@@ -254,14 +251,13 @@ def _run_workers(root: Path, n_jobs: int, processes: int) -> list[int | None]:
     return codes
 
 
-def _has_fd() -> bool:
-    """Whether stderr is a real file descriptor (not a capture object): workers' stdout goes there,
-    so that a command's stdout holds its own output only."""
+def _stderr_fd() -> int | None:
+    """Where workers' stdout goes: this process's stderr where that is a real file descriptor (not a
+    capture object), so that a command's stdout holds its own output only."""
     try:
-        sys.stderr.fileno()
+        return sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):
-        return False
-    return True
+        return None
 
 
 def plan_processes(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -37,7 +36,7 @@ from recengine.models.object2vec import tokens as tk
 from recengine.models.object2vec.data import pairs_training_data, training_arrays
 from recengine.models.object2vec.encoders import NetSpec, Object2VecNet
 from recengine.models.object2vec.ensemble import Object2VecEnsemble
-from recengine.models.object2vec.members import MemberJob, plan_processes, train_members
+from recengine.models.object2vec.members import MemberInputs, MemberJob, plan_processes, train_members
 from recengine.models.object2vec.params import Object2VecParams
 from recengine.training.device import cpu_count, resolve_device
 
@@ -106,12 +105,22 @@ class Object2Vec(TorchRecommender):
             self.layout["history"] = {"users": train.n_users, "items": train.n_items}
         self.layout["members"] = n_members
         self.layout["history_members"] = flags
-        jobs = [self._member_job(p, j, flags[j], user_table, item_table, history) for j in range(n_members)]
+        values = self._class_values()
+        shared = MemberInputs(
+            user_tokens=user_table.tokens,
+            item_tokens=item_table.tokens,
+            history=history,
+            values=values,
+            center=p.center,
+            reg=p.reg,
+            # a softmax over two classes or over rating classes predicts P(label = 1)
+            val_metric="log_loss" if values is not None and (len(values) == 2 or p.rating_classes) else None,
+            resume=self.resume,
+        )
         processes = self._member_processes(p, n_members, len(arrays["target"]))
-        if processes > 1:
-            share = p.threads or max(1, cpu_count() // processes)
-            jobs = [replace(job, config=job.config.model_copy(update={"threads": share})) for job in jobs]
-        trained = train_members(jobs, arrays, processes)
+        threads = p.threads if processes == 1 else (p.threads or max(1, cpu_count() // processes))
+        jobs = [self._member_job(p, j, flags[j], threads) for j in range(n_members)]
+        trained = train_members(jobs, shared, arrays, processes)
         members = [net for net, _ in trained]
         results = [result for _, result in trained]
         info["member_processes"] = processes
@@ -125,36 +134,16 @@ class Object2Vec(TorchRecommender):
         self.history = {**results[0].as_dict(), "object2vec": info}
         self.net.eval()
 
-    def _member_job(
-        self,
-        p: Object2VecParams,
-        j: int,
-        history_on: bool,
-        user_table: tk.TokenTable,
-        item_table: tk.TokenTable,
-        history: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None,
-    ) -> MemberJob:
+    def _member_job(self, p: Object2VecParams, j: int, history_on: bool, threads: int) -> MemberJob:
         """Member j: seed + j; its checkpoints in ``member-j`` (the first member's in the root)."""
-        values = self._class_values()
         where = self.checkpoint_dir
         if where is not None and j > 0:
             where = Path(where) / f"member-{j}"
-        metric = None
-        if values is not None and (len(values) == 2 or p.rating_classes):
-            metric = "log_loss"  # the prediction is P(label = 1)
         return MemberJob(
             seed=p.seed + j,
             spec=self._spec(p, history=history_on),
-            user_tokens=user_table.tokens,
-            item_tokens=item_table.tokens,
-            history=history if history_on else None,
-            center=p.center,
-            values=values,
-            reg=p.reg,
-            val_metric=metric,
-            config=p.model_copy(update={"seed": p.seed + j}).train_config(),
+            config=p.model_copy(update={"seed": p.seed + j, "threads": threads}).train_config(),
             checkpoint_dir=where,
-            resume=self.resume,
             progress=self.progress,
         )
 
