@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from recengine.data.interactions import Interactions
-from recengine.errors import CapabilityError, UnknownIdError
+from recengine.errors import CapabilityError, ConfigError, UnknownIdError
 from recengine.models.base import Recommender
 from recengine.models.registry import MODELS, create
 
@@ -143,6 +143,23 @@ def test_user_without_history(name):
     if m.capabilities.rating:
         p = m.predict([99], [101])
         assert np.isfinite(p).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_parameters_are_refused_by_name(name):
+    """An infinite value would be written to config.json as null: a saved model that never loads."""
+    fields = MODELS[name].ParamsModel.model_fields
+    floats = [f for f, info in fields.items() if info.annotation in (float, float | None)]
+    for field in floats:
+        for bad in (float("inf"), float("nan"), "Infinity"):
+            with pytest.raises(ConfigError, match=f"'{field}'.*finite"):
+                create(name, {field: bad})
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if "lr" in MODELS[n].ParamsModel.model_fields])
+def test_learning_rates_are_bounded(name):
+    with pytest.raises(ConfigError, match="'lr'"):
+        create(name, {"lr": 1e308})  # torch's float32 step would overflow with a traceback
 
 
 @pytest.mark.parametrize("name", NAMES)

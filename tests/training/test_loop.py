@@ -80,6 +80,8 @@ class ScriptedTask:
 
     def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         epoch = len(self.seen)
+        if epoch >= len(self.script):  # past the script: the loop's own check of a run without validation
+            return self.module(batch["x"]).squeeze(-1)
         self.seen.append({k: v.detach().clone() for k, v in self.module.state_dict().items()})
         value = self.script[epoch]
         if self.val_metric == "accuracy":  # value = share of rows predicted right
@@ -233,6 +235,38 @@ def test_nan_in_the_first_epoch_says_there_is_no_checkpoint(arrays, tmp_path):
     with pytest.raises(TrainingError, match=r"epoch 1, batch 1 of .*no epoch finished"):
         train(TinyTask(nan_at_call=1), arrays, config(), checkpoint_dir=tmp_path)
     assert load_checkpoint(tmp_path) is None
+
+
+class _BreaksOnItsLastStep(TinyTask):
+    """Its loss is finite at every call, but the step after the last one leaves the weights NaN
+    (``"nan"``) or so large that predictions overflow (``"huge"``, with plain SGD)."""
+
+    def __init__(self, how: str, at_call: int) -> None:
+        super().__init__()
+        self.how, self.at_call = how, at_call
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss = super().loss(batch)
+        if self.calls == self.at_call:
+            if self.how == "nan":
+                with torch.no_grad():
+                    self.module.bias.fill_(float("nan"))  # type: ignore[operator]
+                return loss  # computed before: finite
+            return loss * 1e30
+        return loss
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [("nan", r"weights are not finite .* epoch 1 \(bias\)"), ("huge", "predictions are not finite")],
+)
+def test_a_run_that_breaks_on_its_last_step_is_not_returned(arrays, tmp_path, how, message):
+    batches = 12  # every row trains (no validation cut): 3,000 rows in batches of 256
+    task = _BreaksOnItsLastStep(how, at_call=batches)
+    cfg = config(epochs=1, val_fraction=0.0, optimizer="sgd", lr=1.0, momentum=0.0)
+    with pytest.raises(TrainingError, match=message) as err:
+        train(task, arrays, cfg, checkpoint_dir=tmp_path)
+    assert "no epoch finished" in str(err.value) and load_checkpoint(tmp_path) is None
 
 
 def test_progress_bar_writes_epochs_to_stderr_only(arrays, capsys):

@@ -23,7 +23,7 @@ from recengine.data.interactions import Interactions
 from recengine.errors import DataError
 from recengine.models._torch_nets import PairNet, RatingTask, to_rating
 from recengine.models.base import Capabilities, FloatArray, NotFittedError, Recommender
-from recengine.training.config import TrainConfig, auto_batch_size
+from recengine.training.config import LR_MAX, TrainConfig, auto_batch_size
 from recengine.training.device import seeded
 
 #: Pairs per forward call when predicting or scoring: bounds the (pairs × hidden) activations
@@ -46,7 +46,7 @@ class TorchRatingParams(TrainConfig):
 
     epochs: int = Field(60, ge=1, description="passes over the training rows (at most: early stopping)")
     optimizer: Literal["adam", "adamw", "sgd", "adagrad"] = "adagrad"
-    lr: float = Field(0.02, gt=0, description="learning rate")
+    lr: float = Field(0.02, gt=0, le=LR_MAX, description="learning rate")
     preset: str | None = Field(None, description="named configuration that fills the defaults")
     reg: float = Field(0.01, ge=0, description="L2 on the user and item vectors of each batch row")
     reg_power: float = Field(

@@ -27,7 +27,8 @@ FloatArray = npt.NDArray[np.float64]
 class Params(BaseModel):
     """Hyperparameters: data that round-trips to JSON; unknown names are rejected by name."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan: an infinite value would be written to config.json as null, and never load again
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

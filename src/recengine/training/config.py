@@ -34,13 +34,18 @@ def auto_batch_size(n_rows: int) -> int:
     return int(min(AUTO_BATCH_MAX, max(AUTO_BATCH_MIN, 2 ** math.ceil(math.log2(want)))))
 
 
+#: The largest learning rate taken: far above any that trains, far below float32's range, where
+#: torch's optimizer step fails with an overflow instead of a divergence the loop can report.
+LR_MAX = 10.0
+
+
 class TrainConfig(Params):
     """How the loop trains: batches, optimizer, schedule, early stopping, seed and device."""
 
     epochs: int = Field(default=20, ge=1, description="passes over the training rows")
     batch_size: int = Field(default=1024, ge=1, description="rows per minibatch")
     optimizer: Literal["adam", "adamw", "sgd", "adagrad"] = "adam"
-    lr: float = Field(default=1e-3, gt=0, description="learning rate")
+    lr: float = Field(default=1e-3, gt=0, le=LR_MAX, description="learning rate")
     weight_decay: float = Field(default=0.0, ge=0, description="L2 penalty (decoupled for adamw)")
     momentum: float = Field(default=0.9, ge=0, lt=1, description="sgd only")
     lr_schedule: Literal["constant", "step", "cosine", "plateau"] = "constant"

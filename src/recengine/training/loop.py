@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 HIGHER_IS_BETTER = {"accuracy"}
+#: Training rows predicted after each epoch to see that the weights still give finite outputs.
+_PROBE_ROWS = 1024
 #: Batches between finiteness checks by device type. On CUDA each check waits for the device, so
 #: it looks at a window of batches at once; on the CPU every batch is checked before its step.
 _CHECK_EVERY = {"cuda": 64}
@@ -240,6 +242,7 @@ class _Run:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+        self._check_weights(epoch)
         sizes = torch.full((n_batches,), float(bs), dtype=torch.float64, device=self.device)
         sizes[-1] = n - bs * (n_batches - 1)
         epoch_loss = float((losses * sizes).sum()) / n
@@ -292,6 +295,29 @@ class _Run:
         if bool(bad.any()):
             b = lo + int(torch.nonzero(bad)[0, 0])
             what = f"training loss is {float(losses[b])} at epoch {epoch + 1}, batch {b + 1} of {n_batches}"
+            raise TrainingError(self._bad_message(what, epoch + 1))
+
+    def _check_weights(self, epoch: int) -> None:
+        """The losses are those before each step: the epoch's last step is seen only here (or by the
+        validation pass), so a run that diverged there is not returned or saved as a model. Finite
+        weights can still overflow (1e30 squared): without validation, the predictions of a few
+        training rows are checked too."""
+        bad = [n for n, p in self.module.named_parameters() if not bool(torch.isfinite(p).all())]
+        what = ""
+        if bad:
+            names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            what = f"weights are not finite after the last step of epoch {epoch + 1} ({names})"
+        elif self.val is None:
+            was_training = self.module.training
+            self.module.eval()
+            try:
+                with torch.no_grad():
+                    pred = self.task.predict(self.data.slice(0, min(self.data.n, _PROBE_ROWS)))
+            finally:
+                self.module.train(was_training)
+            if not bool(torch.isfinite(pred).all()):
+                what = f"predictions are not finite after the last step of epoch {epoch + 1}"
+        if what:
             raise TrainingError(self._bad_message(what, epoch + 1))
 
     def _bad_message(self, what: str, epoch: int) -> str:

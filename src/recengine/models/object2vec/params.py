@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from recengine.models._torch_base import TorchRatingParams
-from recengine.training.config import TrainConfig
+from recengine.training.config import LR_MAX, TrainConfig
 
 Network = Literal["pooled_embedding", "hcnn", "bilstm"]
 ComparatorOp = Literal["hadamard", "concat", "abs_diff"]
@@ -118,7 +118,7 @@ class Object2VecParams(TorchRatingParams):
         description="sparse embedding gradients with optimizer=adam: each step moves only the batch's "
         "rows and their moments (SparseAdam's lazy update), weight decay acting on those rows",
     )
-    lr: float = Field(1e-3, gt=0, description="learning rate (SageMaker: learning_rate)")
+    lr: float = Field(1e-3, gt=0, le=LR_MAX, description="learning rate (SageMaker: learning_rate)")
     reg: float = Field(0.05, ge=0, description="L2 on the two side vectors of each batch row")
     reg_power: float = Field(
         1.0,
