@@ -77,6 +77,19 @@ def test_errors_exit_2_with_one_line():
     assert p.returncode == 2 and "key=value" in p.stderr
 
 
+def test_option_ranges_are_checked_before_any_work(tmp_path):
+    own = tmp_path / "own.csv"
+    own.write_text("user,item,rating\n1,10,4\n2,10,5\n1,11,3\n")
+    for args, hint in (
+        (("evaluate", "--model", "bias", "--data", str(own), "--seed", "-1"), "--seed"),
+        (("evaluate", "--model", "bias", "--data", str(own), "--task", "topn", "--k", "0"), "--k"),
+        (("compare", "--models", " , ", "--protocols", "ml100k-ua"), "--models"),
+        (("compare", "--models", "bias", "--protocols", ""), "--protocols"),
+    ):
+        p = run(*args)
+        assert p.returncode == 2 and hint in p.stderr and "Traceback" not in p.stderr, args
+
+
 def test_recommend_prints_titles(ml100k_dir):
     p = run(
         "recommend",

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recengine.errors import ConfigError
+from recengine.errors import ConfigError, DataError
 from recengine.evaluation.protocols import build
 
 
@@ -101,3 +101,15 @@ def test_topn_ml100k_shape(ml100k_dir):
 def test_unknown_protocol():
     with pytest.raises(ConfigError, match="unknown protocol 'ml100k-x'"):
         build("ml100k-x")
+
+
+def test_a_protocol_refuses_another_data_set(ml100k_dir, mlsmall_dir, tmp_path):
+    """Its figures would otherwise be filed under the data set the protocol names."""
+    with pytest.raises(DataError, match=r"mlsmall-random is defined on ml-latest-small.*ml-100k layout"):
+        build("mlsmall-random", ml100k_dir)
+    with pytest.raises(DataError, match=r"topn-ml100k is defined on ml-100k.*ml-latest-small layout"):
+        build("topn-ml100k", mlsmall_dir)
+    own = tmp_path / "own.csv"
+    own.write_text("user,item,rating\n1,10,4\n2,10,5\n")
+    with pytest.raises(DataError, match=r"ml100k-ua is defined on ml-100k.*generic layout"):
+        build("ml100k-ua", own)

@@ -35,10 +35,10 @@ def evaluate(
         str, typer.Option(help="own data: random | kfold | temporal | leave-last-out")
     ] = "random",
     test_size: Annotated[float, typer.Option(help="own data: test share (random, temporal)")] = 0.2,
-    seed: Annotated[int, typer.Option(help="own data: split seed")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="own data: split seed")] = 0,
     folds: Annotated[int, typer.Option(help="own data: number of folds for kfold")] = 5,
     task: Annotated[str | None, typer.Option(help="own data: rating | binary | topn")] = None,
-    k: Annotated[int, typer.Option(help="own data: cut-off for top-N metrics")] = 10,
+    k: Annotated[int, typer.Option(min=1, help="own data: cut-off for top-N metrics")] = 10,
     sep: Annotated[str | None, typer.Option(help="own data: field separator")] = None,
     no_header: Annotated[bool, typer.Option("--no-header", help="own data: the file has no header")] = False,
     user_col: Annotated[str | None, typer.Option(help="own data: user column")] = None,
@@ -175,6 +175,9 @@ def compare(
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     protos = [p.strip() for p in protocols.split(",") if p.strip()]
+    for option, given in (("--models", names), ("--protocols", protos)):
+        if not given:
+            raise typer.BadParameter("names nothing to run; give comma-separated names", param_hint=option)
     for p in protos:
         get_spec(p)
     results: list[dict[str, Any]] = []

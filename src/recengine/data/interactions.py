@@ -42,7 +42,7 @@ class IdMap:
         self._sorted = ext[self._sorter]
         if len(ext) > 1 and bool(np.any(self._sorted[1:] == self._sorted[:-1])):
             dup = self._sorted[1:][self._sorted[1:] == self._sorted[:-1]][0]
-            raise ValueError(f"IdMap for {name}: external id {dup!r} appears twice")
+            raise ValueError(f"IdMap for {name}: external id {dup.item()!r} appears twice")
 
     def __len__(self) -> int:
         return len(self.external)
@@ -74,10 +74,10 @@ class IdMap:
             if q.dtype.kind == "f":
                 if not bool(np.all(np.isfinite(q))) or not bool(np.all(q == np.round(q))):
                     bad = q[~np.isfinite(q) | (q != np.round(q))][0]
-                    raise UnknownIdError(f"unknown {self.name} {bad!r}: ids of this map are integers")
+                    raise UnknownIdError(f"unknown {self.name} {bad.item()!r}: ids of this map are integers")
                 return q.astype(np.int64)
             out = np.empty(len(q), dtype=np.int64)
-            for i, v in enumerate(q.astype(str)):
+            for i, v in enumerate(q.astype(str).tolist()):  # str, not numpy's str_ (its repr shows)
                 try:
                     out[i] = int(v)
                 except ValueError:

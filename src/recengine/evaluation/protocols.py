@@ -75,6 +75,12 @@ def build(name: str, data: str | Path | Dataset | None = None) -> ProtocolRun:
 
     spec = get_spec(name)
     ds = data if isinstance(data, Dataset) else load_dataset(data if data is not None else spec.dataset)
+    if ds.layout != spec.dataset:  # the figures would be filed under a data set they do not come from
+        raise DataError(
+            f"protocol {name} is defined on {spec.dataset}, but the data given has the {ds.layout} layout; "
+            f"give {spec.dataset}'s directory (or none, for the data home's copy)",
+            ds.path,
+        )
     if name in ("ml100k-u", "ml100k-ua", "ml100k-ua-binary"):
         folds = _ml100k_files(ds, name)
     elif name == "mlsmall-random":
