@@ -70,6 +70,8 @@ def test_invoke_recommendation_event_from_stdin(dirs: dict[str, Path]) -> None:
         (["--event", "missing.json"], None, "no such file"),
         (["--event", "-"], "{not json", "not valid JSON"),
         (["--event", "-"], '{"data": "{}", "type": "guess"}', "type must be"),
+        (["--event", "-", "--endpoint", "foo"], "{}", "not an http(s) URL"),
+        (["--event", "-", "--endpoint", "http://[::1"], "{}", "not a URL"),
     ],
 )
 def test_invoke_errors_are_one_line(
@@ -87,6 +89,24 @@ def test_serve_refuses_a_corrupt_model_at_start(dirs: dict[str, Path], tmp_path:
         f.write(" ")
     p = run("serve", str(bad), "--port", "0", "--store", str(tmp_path / "s.db"))
     assert p.returncode == 2 and "users.json" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_serve_refuses_a_busy_port_a_bad_host_and_log_level_at_start(
+    dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        for args, fragment in (
+            (["--port", port], f"cannot listen on 127.0.0.1:{port}"),
+            (["--host", "999.1.1.1", "--port", "0"], "--host 999.1.1.1: cannot resolve"),
+            (["--log-level", "nosuch", "--port", "0"], "choose one of critical"),
+        ):
+            p = run("serve", str(dirs["bias"]), *args, "--store", str(tmp_path / "s.db"))
+            assert p.returncode == 2 and fragment in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
 def test_serve_help_lists_its_options() -> None:

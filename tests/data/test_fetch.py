@@ -423,12 +423,30 @@ def test_from_directory_holding_the_archive_folder(home: Path, tmp_path: Path) -
 def test_from_directory_with_ml100k_layout(home: Path, tmp_path: Path) -> None:
     src = tmp_path / "built"
     src.mkdir()
-    for name in ("u.data", "u.item", "u.user", "u.genre", "ua.base", "ua.test"):
-        (src / name).write_text("1\t1\t5\t1\n")
+    for name in ("u.data", "ua.base", "ua.test"):
+        (src / name).write_text("1\t1\t5\t881250949\n")
+    (src / "u.item").write_text(
+        "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+    )
+    (src / "u.user").write_text("1|24|M|technician|85711\n")
+    (src / "u.genre").write_text("unknown|0\n")
     path = fetch("ml-100k", source=src, progress=False)
     assert sorted(p.name for p in path.iterdir()) == sorted(
         [MARKER, "u.data", "u.item", "u.user", "u.genre", "ua.base", "ua.test"]
     )
+
+
+def test_a_directory_is_read_before_it_is_installed(prior_home: Path, tmp_path: Path) -> None:
+    """It has no checksum: a broken line is reported now, naming the source's file and line."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, text in FILES.items():
+        (src / name).write_text(text)
+    lines = (src / "ratings.csv").read_text().splitlines()
+    lines[2] = lines[2].split(",")[0] + ",1,three,964982703"
+    (src / "ratings.csv").write_text("\n".join(lines) + "\n")
+    err = fails_cleanly(prior_home, "does not read as", source=src)
+    assert f"{src / 'ratings.csv'}, line 3" in str(err) and "three" in str(err)
 
 
 def test_from_directory_missing_layout_files(prior_home: Path, tmp_path: Path) -> None:
@@ -459,6 +477,10 @@ def test_local_file_that_is_not_a_zip(prior_home: Path, tmp_path: Path) -> None:
 
 def test_unsupported_url_scheme(prior_home: Path) -> None:
     fails_cleanly(prior_home, "only http", source="ftp://example.org/ml-latest-small.zip")
+
+
+def test_malformed_url(prior_home: Path) -> None:
+    fails_cleanly(prior_home, r"cannot fetch from http://\[::1: not a URL", source="http://[::1")
 
 
 # --- registry and helpers -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -64,6 +65,10 @@ def fetch_cmd(
     path = fetch(name, source=source, checksum=checksum, force=force, progress=progress)
     if already:
         err.print(f"{name} is already present (use --force to fetch it again)", highlight=False)
+    elif source is not None and Path(source).expanduser().is_dir():
+        err.print(
+            f"{name} imported from {source} (every file read; a directory has no checksum)", highlight=False
+        )
     else:
         err.print(f"{name} fetched and verified", highlight=False)
     typer.echo(str(path))

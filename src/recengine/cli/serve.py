@@ -60,9 +60,13 @@ def serve(
     /v1 (OpenAPI at /docs). SIGHUP or POST /v1/admin/reload reloads a model without dropping requests
     (with --workers, by replacing the workers one at a time)."""
     import uvicorn
+    from uvicorn.config import LOG_LEVELS
 
     from recengine.serving.app import create_app
 
+    if log_level not in LOG_LEVELS:
+        raise typer.BadParameter(f"choose one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
+    _check_listen(host, port)
     if workers > 1:
         _serve_workers(models, host, port, store, api_key, default, max_body_bytes, log_level, workers)
         return
@@ -77,6 +81,23 @@ def serve(
     )
     err_console.print(f"serving {', '.join(app.state.registry.names())} on http://{host}:{port}")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Bind once before loading any model, so that a busy port or an unknown host is one clear error
+    at start rather than uvicorn's log line after the models have loaded."""
+    import socket
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise ConfigError(f"--host {host}: cannot resolve it ({e})") from None
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 def _serve_workers(

@@ -263,7 +263,10 @@ def fetch(
 def _classify(source: str | Path) -> tuple[str, str]:
     """("url", url) | ("zip", path) | ("dir", path) for a fetch source."""
     if isinstance(source, str):
-        scheme = urllib.parse.urlsplit(source).scheme.lower()
+        try:
+            scheme = urllib.parse.urlsplit(source).scheme.lower()
+        except ValueError as e:  # e.g. an unclosed IPv6 bracket
+            raise FetchError(f"cannot fetch from {source}: not a URL ({e})") from None
         if scheme in ("http", "https", "file"):
             return "url", source
         if len(scheme) > 1:
@@ -470,6 +473,15 @@ def _import_dir(src: Path, out: Path, spec: Archive) -> None:
         shutil.copytree(src, out, ignore=shutil.ignore_patterns(MARKER))
     except (OSError, shutil.Error) as e:
         raise FetchError(f"copying {src} into the data home failed: {e}") from None
+    # A directory has no checksum: its files are read once here, so a broken line is reported now,
+    # naming the source, rather than by the first command that uses the installed copy.
+    from recengine.data.load import load_dataset
+    from recengine.errors import DataError
+
+    try:
+        load_dataset(out)
+    except DataError as e:
+        raise FetchError(f"{src} does not read as {spec.name}: {e}".replace(str(out), str(src))) from None
 
 
 def _check_layout(path: Path, spec: Archive, where: str) -> None:

@@ -79,6 +79,12 @@ class HttpBackend(Backend):
     """A running ``recengine serve``, called as the seed's function called SageMaker endpoints."""
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 30.0) -> None:
+        try:
+            parts = urllib.parse.urlsplit(url)
+        except ValueError as e:  # e.g. an unclosed IPv6 bracket
+            raise ConfigError(f"endpoint {url!r} is not a URL: {e}") from None
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"endpoint {url!r} is not an http(s) URL (such as http://127.0.0.1:8080)")
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
