@@ -121,8 +121,8 @@ def test_jsonl_errors_name_the_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"r\.jsonl, line 3: rating is missing"):
         read_interactions(p)
     p.write_text('{"user": 1, "item": 2, "rating": 3}\n{"user": 1, "item"\n')
-    with pytest.raises(DataError, match=r"r\.jsonl, line 2: not valid JSON"):
-        read_interactions(p)
+    with pytest.raises(DataError, match=r"r\.jsonl, line 2: not valid JSON \(.* at column 19\)"):
+        read_interactions(p)  # the column on that line, not the newline's on the next
 
 
 def test_ids_keep_leading_zeros_as_strings(tmp_path: Path) -> None:
@@ -197,3 +197,12 @@ def test_errors(tmp_path: Path, name: str, body: str, kw: dict[str, object], pat
     p.write_text(body)
     with pytest.raises(DataError, match=pattern):
         read_interactions(p, **kw)  # type: ignore[arg-type]
+
+
+def test_a_column_named_twice_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "r.csv"
+    p.write_text("user,item,rating,rating\n1,10,4,3\n")
+    with pytest.raises(DataError, match=r"r\.csv, line 1: column 'rating' appears twice in the header"):
+        read_interactions(p)
+    p.write_text("user,item,rating,note,note\n1,10,4,a,b\n")  # unused columns may repeat
+    assert read_interactions(p).interactions.rating.tolist() == [4.0]

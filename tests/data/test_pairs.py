@@ -80,7 +80,7 @@ GOOD = '{"in0": [1], "in1": [2], "label": 1}\n'
 @pytest.mark.parametrize(
     ("bad", "what"),
     [
-        ('{"in0": [1], "in1": [2], "label": \n', "not valid JSON"),
+        ('{"in0": [1], "in1": [2], "label": \n', "not valid JSON (Expecting value at column 35)"),
         ("[1, 2]\n", "expected a JSON object, found list"),
         ('{"in1": [2], "label": 1}\n', "field 'in0' is missing"),
         ('{"in0": 5, "in1": [2], "label": 1}\n', "field 'in0' must be a list of integers, found 5"),

@@ -29,6 +29,9 @@ ROUTES = (
 )
 
 
+JSON = {"content-type": "application/json"}
+
+
 def _ok(r, status: int = 200) -> dict:
     assert r.status_code == status, r.text
     body = r.json()
@@ -181,6 +184,9 @@ def test_post_ratings_errors(client: TestClient) -> None:
         client.post(url, content=b'{"ratings": [', headers={"content-type": "application/json"}).status_code
         == 422
     )
+    broken = client.post(url, content=b'{"ratings": [{"item": 1 "rating": 3}]}', headers=JSON)
+    assert broken.status_code == 422
+    assert broken.json()["detail"] == "the body is not valid JSON (Expecting ',' delimiter at character 25)"
     assert client.post(url, content=b"rating=3", headers={"content-type": "text/plain"}).status_code == 415
     assert (
         client.post(

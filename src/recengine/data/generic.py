@@ -166,6 +166,9 @@ def _read_delimited(
     fields = next(csv.reader([first], delimiter=sep))
     columns = [c.strip() for c in fields] if header else [f"column_{k + 1}" for k in range(len(fields))]
     roles = _resolve(columns, wanted, implicit, header, path)
+    twice = [c for c in roles.values() if columns.count(c) > 1]
+    if twice:  # which of the two holds the ratings is a guess we do not make
+        raise DataError(f"column {twice[0]!r} appears twice in the header", path, 1)
     first_line = 2 if header else 1
     kinds: list[tuple[str, Kind]] = [(c, "str") for c in columns]
     spec = TableSpec(
@@ -238,7 +241,7 @@ def _bad_json(path: Path) -> DataError | None:
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(raw)
+                obj = json.loads(raw.rstrip(b"\r\n"))  # the column of an error stays on this line
             except json.JSONDecodeError as e:
                 return DataError(f"not valid JSON ({e.msg} at column {e.colno})", path, lineno)
             except UnicodeDecodeError as e:

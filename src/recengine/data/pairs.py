@@ -117,7 +117,7 @@ def _read_slow(path: Path) -> Pairs:
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(raw)
+                obj = json.loads(raw.rstrip(b"\r\n"))  # the column of an error stays on this line
             except json.JSONDecodeError as e:
                 raise DataError(f"not valid JSON ({e.msg} at column {e.colno})", path, lineno) from None
             except UnicodeDecodeError as e:

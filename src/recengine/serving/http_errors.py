@@ -51,6 +51,12 @@ def _handler(status: int, code: str) -> Callable[[Request, Exception], Awaitable
 def _validation_message(errors: list[dict[str, Any]]) -> str:
     parts = []
     for err in errors[:5]:
+        if err.get("type") == "json_invalid":  # loc is ("body", character offset)
+            offset = next((x for x in err.get("loc", ())[1:] if isinstance(x, int)), None)
+            at = f" at character {offset + 1}" if offset is not None else ""
+            reason = (err.get("ctx") or {}).get("error", "JSON decode error")
+            parts.append(f"the body is not valid JSON ({reason}{at})")
+            continue
         loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
