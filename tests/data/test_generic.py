@@ -205,4 +205,4 @@ def test_a_column_named_twice_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"r\.csv, line 1: column 'rating' appears twice in the header"):
         read_interactions(p)
     p.write_text("user,item,rating,note,note\n1,10,4,a,b\n")  # unused columns may repeat
-    assert read_interactions(p).interactions.rating.tolist() == [4.0]
+    assert read_interactions(p).interactions.values().tolist() == [4.0]
