@@ -1,11 +1,14 @@
-"""Small pieces every command shares: ``--set`` parsing, JSON output, the stderr console."""
+"""Small pieces every command shares: ``--set`` parsing, output path checks, JSON output, the stderr
+console."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from rich.console import Console
 
@@ -28,6 +31,36 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def check_output_path(path: Path, what: str, *, kind: Literal["file", "dir"]) -> None:
+    """Refuse, before any work is done, an output ``path`` that could not be created.
+
+    Why: otherwise mkdir or rename fails with a traceback, often only after minutes of training.
+    The first existing ancestor must be a writable directory; ``path`` itself, when it exists, must
+    be a directory where ``kind`` is "dir" and must not be one where ``kind`` is "file". ``what``
+    names the argument in the message ("--out").
+    """
+    path = Path(path)
+    where = f"{what} {path}"
+    if path.exists():
+        if kind == "dir" and not path.is_dir():
+            raise ConfigError(f"{where}: is a file, not a directory")
+        if kind == "file" and path.is_dir():
+            raise ConfigError(f"{where}: is a directory; give a file name")
+    ancestor = path if kind == "dir" and path.is_dir() else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"{where}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}: cannot write in {ancestor} (permission denied)")
+
+
+def list_names(names: list[str], limit: int = 5) -> str:
+    """``a, b, c`` for a message, cut after ``limit`` names with how many more there are."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _clean(o: Any) -> Any:
