@@ -169,3 +169,56 @@ def test_without_item_metadata_and_with_string_ids(tmp_path):
     assert result["map"]["points"]["item"].count("film-7") == 1  # asked titles are always mapped
     write_html(result, write_pngs(result, tmp_path), tmp_path / "report.html")
     assert "No genres" in (tmp_path / "report.html").read_text()
+
+
+def _main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """``recengine ARGS`` through the console entry point: exit status and stderr."""
+    from recengine.cli import main
+
+    capsys.readouterr()
+    monkeypatch.setattr("sys.argv", ["recengine", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    return code, capsys.readouterr().err
+
+
+def test_refuses_a_directory_of_the_users_files(mf_dir, tmp_path, monkeypatch, capsys):
+    (tmp_path / "report.html").write_text("my report")
+    (tmp_path / "notes.txt").write_text("keep")
+    code, err = _main(monkeypatch, capsys, "explore", str(mf_dir), "--out", str(tmp_path), *FAST)
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert f"{tmp_path} holds other files (notes.txt, report.html); give a new or empty directory" in err
+    assert (tmp_path / "report.html").read_text() == "my report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "report.html"]
+
+
+def test_rewrites_its_own_report_but_not_beside_other_files(mf_dir, tmp_path, monkeypatch, capsys):
+    args = ("explore", str(mf_dir), "--out", str(tmp_path), "--max-items", "60", "--k", "3")
+    quick = ("--method", "kmeans", "--no-k-selection", "--json")
+    assert _main(monkeypatch, capsys, *args, *quick)[0] == 0
+    code, err = _main(monkeypatch, capsys, *args, "--no-k-selection", "--json")  # both methods now
+    assert code == 0, err
+    assert (tmp_path / "map_agglomerative.png").exists()
+    (tmp_path / "notes.txt").write_text("keep")
+    before = (tmp_path / "report.html").read_bytes()
+    code, err = _main(monkeypatch, capsys, *args, *quick)
+    assert code == 2 and "holds other files (notes.txt)" in err
+    assert (tmp_path / "report.html").read_bytes() == before and (
+        tmp_path / "notes.txt"
+    ).read_text() == "keep"
+
+
+def test_out_that_is_a_file_and_negative_seed_are_clear_errors(mf_dir, tmp_path, monkeypatch, capsys):
+    f = tmp_path / "report.html"
+    f.write_text("mine")
+    code, err = _main(monkeypatch, capsys, "explore", str(mf_dir), "--out", str(f), *FAST)
+    assert code == 2 and err.startswith(f"error: --out {f}: is a file, not a directory")
+    code, err = _main(monkeypatch, capsys, "explore", str(mf_dir), "--out", str(f / "x"), *FAST)
+    assert code == 2 and err.startswith(f"error: --out {f / 'x'}: {f} is a file, not a directory")
+    assert f.read_text() == "mine"
+    out = tmp_path / "new"
+    code, err = _main(monkeypatch, capsys, "explore", str(mf_dir), "--out", str(out), "--seed", "-1", *FAST)
+    assert code == 2 and "--seed" in err and "Traceback" not in err and not out.exists()

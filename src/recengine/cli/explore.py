@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from recengine.cli.common import err_console, out_console, print_json
+from recengine.cli.common import check_output_path, err_console, out_console, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +19,13 @@ def explore(
     model_dir: Annotated[
         Path, typer.Argument(metavar="MODEL_DIR", help="a model directory from `recengine train`")
     ],
-    out: Annotated[Path, typer.Option("--out", help="directory for the PNGs, report.html and explore.json")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="directory for the PNGs, report.html and explore.json: new, empty or an earlier report",
+        ),
+    ],
     k: Annotated[int, typer.Option("--k", help="number of clusters", min=2)] = 12,
     method: Annotated[
         Literal["kmeans", "agglomerative", "both"],
@@ -60,13 +66,17 @@ def explore(
     no_k_selection: Annotated[
         bool, typer.Option("--no-k-selection", help="skip the inertia/silhouette curves over k")
     ] = False,
-    seed: Annotated[int, typer.Option(help="seeds t-SNE, clusters, subsamples and the random baselines")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="seeds t-SNE, clusters, subsamples and the random baselines", min=0)
+    ] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
 ) -> None:
     """Map MODEL_DIR's item embeddings with t-SNE, cluster them, list nearest neighbours, measure them
     against genres, and write PNGs plus a self-contained report.html into --out."""
     from recengine.explore import ExploreOptions
     from recengine.explore import explore as run
+
+    check_output_path(out, "--out", kind="dir")  # explore refuses a directory of other files itself
 
     options = ExploreOptions(
         k=k,

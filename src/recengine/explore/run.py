@@ -8,8 +8,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from recengine.errors import ConfigError
+
 from .analysis import ExploreOptions, analyse
 from .embeddings import load
+
+# Every file explore writes; explore.json (a JSON object with these keys) marks a directory as its own.
+OWN_FILES = frozenset(
+    {
+        "map_genre.png",
+        "map_kmeans.png",
+        "map_agglomerative.png",
+        "k_selection.png",
+        "report.html",
+        "explore.json",
+    }
+)
+_OWN_KEYS = ("model", "map", "clusters")
 
 
 def jsonable(o: Any) -> Any:
@@ -32,15 +47,39 @@ def explore(model_dir: Path, out_dir: Path, options: ExploreOptions | None = Non
     from .report import write_pngs
 
     t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir)  # before the t-SNE, which can take minutes
     data = load(Path(model_dir))
     result = jsonable(analyse(data, options))
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs = write_pngs(result, out_dir)
     html = write_html(result, pngs, out_dir / "report.html")
     (out_dir / "explore.json").write_text(json.dumps(result, allow_nan=False) + "\n", encoding="utf-8")
     files = {**{k: str(p) for k, p in pngs.items()}, "html": str(html), "json": str(out_dir / "explore.json")}
     return summary(result, files, seconds=time.perf_counter() - t0, model_dir=model_dir)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an ``out_dir`` that holds files explore did not write: a user's report.html would be
+    overwritten. A directory with explore's own explore.json is an earlier report and may be rewritten."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} is a file, not a directory; give a directory for the report")
+    names = {p.name: p for p in out_dir.iterdir()}
+    own = OWN_FILES if _is_report(out_dir / "explore.json") else frozenset()
+    other = sorted(n + ("/" if p.is_dir() else "") for n, p in names.items() if n not in own)
+    if other:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        raise ConfigError(f"{out_dir} holds other files ({shown}); give a new or empty directory")
+
+
+def _is_report(path: Path) -> bool:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, dict) and all(k in found for k in _OWN_KEYS)
 
 
 def summary(
