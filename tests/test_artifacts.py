@@ -144,6 +144,22 @@ def test_replacing_a_model_and_refusing_other_directories(tmp_path, data):
         save(create("bias").fit(data), tmp_path / "file")
 
 
+def test_a_model_directory_holding_other_files_is_not_replaced(tmp_path, data):
+    out = save(create("bias").fit(data), tmp_path / "m")
+    (out / ".m.tmp-0badcafe").mkdir()  # save's own leftover name: not the user's
+    save(create("popularity").fit(data), out)
+    (out / "notes.txt").write_text("keep me")
+    (out / "plots").mkdir()
+    with pytest.raises(ArtifactError, match=r"also holds other files \(notes.txt, plots/\)"):
+        save(create("bias").fit(data), out)
+    assert (out / "notes.txt").read_text() == "keep me" and (out / "plots").is_dir()
+    assert load(out).name == "popularity"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArtifactError, match=r"cannot create the model's directory: .*file is a file"):
+        save(create("bias").fit(data), tmp_path / "file" / "sub" / "m")
+    assert (tmp_path / "file").read_text() == "x"
+
+
 def test_a_failed_save_keeps_the_old_model(tmp_path, data, monkeypatch):
     out = save(create("bias").fit(data), tmp_path / "m")
     before = (out / "manifest.json").read_bytes()

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 from datetime import UTC, datetime
@@ -45,6 +46,8 @@ CONFIG, MANIFEST, WEIGHTS = "config.json", "manifest.json", "weights.safetensors
 USERS, ITEMS, ITEM_META = "users.json", "items.json", "items.parquet"
 METRICS, CURVES = "metrics.json", "curves.png"
 REQUIRED = (CONFIG, WEIGHTS, USERS, ITEMS)
+MODEL_FILES = frozenset({CONFIG, MANIFEST, WEIGHTS, USERS, ITEMS, ITEM_META, METRICS, CURVES})
+_OWN_TEMP = re.compile(r"\..+\.(tmp|old)-[0-9a-f]+")  # save's own temporary names
 ITEM_COLUMNS = ("item", "title", "year", "genres")
 _CHUNK = 1 << 20
 
@@ -67,11 +70,19 @@ def save(
     ``dataset`` adds its name and item metadata; ``metrics`` (evaluation figures) go to
     metrics.json beside the training history; ``fit_info`` (time, rows) to config.json. An
     existing model directory at ``out_dir`` is replaced only once the new one is complete; any
-    other non-empty directory there is refused.
+    other non-empty directory there is refused, and so is a model directory that also holds other
+    files (replacing it would delete them).
     """
     out_dir = Path(os.path.abspath(out_dir))  # "." and ".." name a real parent to rename within
     check_writable(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        above = out_dir.parent
+        while not above.exists() and above != above.parent:
+            above = above.parent
+        why = f"{above} is a file, not a directory" if not above.is_dir() else e.strerror
+        raise ArtifactError(f"cannot create the model's directory: {why}", out_dir) from None
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{secrets.token_hex(4)}"
     os.mkdir(tmp)  # mode 0o777 less the umask, like any directory the user makes
     try:
@@ -157,12 +168,35 @@ def check_writable(out_dir: Path) -> None:
         return
     if not out_dir.is_dir():
         raise ArtifactError("exists and is not a directory; give a new path for the model", out_dir)
-    if not any(out_dir.iterdir()) or _is_ours(out_dir):
+    if not any(out_dir.iterdir()):
         return
-    raise ArtifactError(
-        "is a directory that holds other files, not a recengine model; refusing to replace it "
-        "(give a new or empty directory)",
-        out_dir,
+    if not _is_ours(out_dir):
+        raise ArtifactError(
+            "is a directory that holds other files, not a recengine model; refusing to replace it "
+            "(give a new or empty directory)",
+            out_dir,
+        )
+    other = _foreign_files(out_dir)
+    if other:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        raise ArtifactError(
+            f"is a recengine model directory that also holds other files ({shown}); refusing to replace "
+            "it, which would delete them (move them out or give a new directory)",
+            out_dir,
+        )
+
+
+def _foreign_files(path: Path) -> list[str]:
+    """Names in model directory ``path`` that are neither model files nor save's temporary ones."""
+    try:
+        listed = json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        listed = {}
+    own = MODEL_FILES | {n for n in listed if isinstance(n, str)}
+    return sorted(
+        p.name + ("/" if p.is_dir() else "")
+        for p in path.iterdir()
+        if p.name not in own and not _OWN_TEMP.fullmatch(p.name)
     )
 
 

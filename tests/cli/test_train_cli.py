@@ -180,3 +180,77 @@ def test_train_includes_feedback_from_the_store(ml100k_dir, tmp_path, run):
     assert sorted(items.tolist()) == [50, 181] and sorted(ratings.tolist()) == [4.0, 5.0]
     items1, ratings1 = m.user_history(1)
     assert ratings1[items1.tolist().index(50)] == 1.0
+
+
+def test_retraining_refuses_a_model_directory_holding_other_files(model_dir, tmp_path, run):
+    import shutil
+
+    mine = tmp_path / "m"
+    shutil.copytree(model_dir, mine)
+    (mine / "notes.txt").write_text("keep me")
+    # --data names nothing: the refusal must come before the data is read, let alone fitted
+    failed(
+        run("train", "bias", "--data", str(tmp_path / "no-data"), "--out", str(mine)),
+        "also holds other files (notes.txt)",
+        "refusing to replace",
+    )
+    assert (mine / "notes.txt").read_text() == "keep me" and artifacts.verify(mine)["ok"]
+
+
+def test_output_paths_that_cannot_be_made_fail_before_any_work(model_dir, tmp_path, run):
+    notadir = tmp_path / "notadir"
+    notadir.write_text("hi\n")
+    no_data = str(tmp_path / "no-data")  # reading it would fail: every refusal below comes first
+    failed(
+        run("train", "bias", "--data", no_data, "--out", str(notadir / "sub" / "model")),
+        f"--out {notadir / 'sub' / 'model'}: {notadir} is a file, not a directory",
+    )
+    out = str(tmp_path / "m")
+    failed(
+        run("train", "mf", "--data", no_data, "--out", out, "--checkpoint-dir", str(notadir)),
+        f"--checkpoint-dir {notadir}: is a file, not a directory",
+    )
+    failed(
+        run("train", "mf", "--data", no_data, "--out", out, "--checkpoint-dir", str(notadir / "x")),
+        f"--checkpoint-dir {notadir / 'x'}: {notadir} is a file, not a directory",
+    )
+    failed(
+        run("train", "mf", "--data", no_data, "--out", out, "--checkpoint-dir", str(tmp_path / "m" / "ck")),
+        "is inside --out",
+    )
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user,item\n1,1\n")
+    (tmp_path / "pr" / "outdir").mkdir(parents=True)
+    failed(
+        run("predict", str(model_dir), "--input", str(pairs), "--output", str(tmp_path / "pr" / "outdir")),
+        "--output", "is a directory; give a file name",
+    )  # fmt: skip
+    failed(
+        run("predict", str(model_dir), "--input", str(pairs), "--output", str(notadir / "x.csv")),
+        f"--output {notadir / 'x.csv'}: {notadir} is a file, not a directory",
+    )
+    assert notadir.read_text() == "hi\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "notadir",
+        "pairs.csv",
+        "pr",
+    ]
+    assert not any((tmp_path / "pr" / "outdir").iterdir())
+
+
+def test_a_feedback_store_that_is_not_there_is_refused(ml100k_dir, tmp_path, run):
+    missing = tmp_path / "nope" / "feedback.sqlite3"
+    out = str(tmp_path / "m")
+    for store in (str(missing), f"sqlite://{missing}"):
+        failed(
+            run("train", "bias", "--data", str(ml100k_dir), "--out", out, "--include-feedback", store),
+            f"no such feedback store: {store}",
+        )
+    assert not (tmp_path / "nope").exists() and not (tmp_path / "m").exists()
+
+
+def test_resume_without_a_checkpoint_says_it_starts_over(ml100k_dir, tmp_path, run):
+    out = tmp_path / "m"
+    p = run("train", "bias", "--data", str(ml100k_dir), "--out", str(out), "--resume", "--json")
+    assert p.returncode == 0, p.stderr
+    assert f"no checkpoint in {out}.checkpoints; training from the start\n" in p.stderr
+    assert json.loads(p.stdout)["fit_info"]["resumed"] is False

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from recengine.cli.common import err_console, out_console, parse_sets, print_json
+from recengine.cli.common import check_output_path, err_console, out_console, parse_sets, print_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,12 +38,20 @@ def register(app: typer.Typer) -> None:
 def train(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="model name: bias, mf, deep-mf, neumf, ...")],
     data: Annotated[str, typer.Option(help="data set name in the data home, or a path")],
-    out: Annotated[Path, typer.Option(help="the model directory to write")],
+    out: Annotated[
+        Path, typer.Option(help="the model directory to write: new, empty or a model directory to replace")
+    ],
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="model parameter key=value (repeatable)", show_default=False),
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="continue from the last checkpoint (without one: says so and starts from the start)",
+        ),
+    ] = False,
     checkpoint_dir: Annotated[
         Path | None, typer.Option(help="where epochs are checkpointed (default: OUT.checkpoints)")
     ] = None,
@@ -62,17 +70,36 @@ def train(
     json_out: JsonOpt = False,
 ) -> None:
     """Fit MODEL on every rating of DATA and save it as a model directory at OUT."""
+    from rich.markup import escape
+
     from recengine import artifacts
     from recengine.data.load import load_dataset
+    from recengine.errors import ConfigError
     from recengine.models.registry import create
     from recengine.training.checkpoint import checkpoint_path, clear_checkpoint
 
     m = create(model, parse_sets(set_))  # bad names and values fail before the data is read
+    check_output_path(out, "--out", kind="dir")
     artifacts.check_writable(out)
     default_ckpt = Path(os.path.abspath(out) + ".checkpoints")
     ckpt = checkpoint_dir if checkpoint_dir is not None else default_ckpt
-    if not resume and checkpoint_path(ckpt).is_file():
-        err_console.print(f"[yellow]a checkpoint exists in {ckpt}; starting over (--resume continues it)")
+    check_output_path(
+        ckpt, "--checkpoint-dir" if checkpoint_dir is not None else "the checkpoint dir", kind="dir"
+    )
+    if Path(os.path.abspath(ckpt)).is_relative_to(os.path.abspath(out)):
+        raise ConfigError(
+            f"--checkpoint-dir {ckpt} is inside --out {out}, which is replaced as a whole when saved; "
+            "give a directory outside it"
+        )
+    if include_feedback is not None:
+        _check_store(include_feedback)
+    has_checkpoint = checkpoint_path(ckpt).is_file()
+    if not resume and has_checkpoint:
+        err_console.print(
+            f"[yellow]a checkpoint exists in {escape(str(ckpt))}; starting over (--resume continues it)"
+        )
+    if resume and not has_checkpoint:
+        err_console.print(f"no checkpoint in {escape(str(ckpt))}; training from the start", soft_wrap=True)
     ds = load_dataset(data)
     inter = ds.interactions
     n_feedback = 0
@@ -93,7 +120,7 @@ def train(
         "ratings": len(inter),
         "users": inter.n_users,
         "items": inter.n_items,
-        "resumed": resume,
+        "resumed": resume and has_checkpoint,
         "feedback_ratings": n_feedback,
     }
     artifacts.save(m, out, dataset=ds, fit_info=fit_info)
@@ -139,6 +166,7 @@ def predict(
 
     if unknown not in ("error", "skip"):
         raise ConfigError(f"--unknown must be error or skip, got {unknown!r}")
+    check_output_path(output, "--output", kind="file")
     m = artifacts.load(model_dir)
     if not m.capabilities.rating:
         raise CapabilityError(f"{m.name} ranks items but does not predict ratings; use recommend")
@@ -223,6 +251,21 @@ def similar(
         for n, r in enumerate(entry["similar"], 1):
             table.add_row(str(n), str(r["item"]), r["title"] or "", f"{r['score']:.3f}")
         out_console.print(table)
+
+
+def _check_store(store: str) -> None:
+    """Refuse a feedback store file that is not there: SQLite would create an empty one and the model
+    would train on no feedback at all without a word. Server URLs (postgresql://) are left to the store."""
+    from recengine.errors import ConfigError
+
+    text = store.removeprefix("sqlite://")
+    if "://" in text or text in ("", ":memory:"):
+        return
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise ConfigError(f"no such feedback store: {store}")
+    if not path.is_file():
+        raise ConfigError(f"feedback store {store} is not a file")
 
 
 # ----- helpers shared with ``recommend MODEL_DIR`` -----------------------------------------------
