@@ -118,11 +118,20 @@ def test_predict_round_trip_and_unknown_ids(model_dir, tmp_path, run):
     assert df.columns == ["user", "item", "prediction"] and df["user"].to_list() == [1, 2, 7]
     expected = artifacts.load(model_dir).predict([1, 2, 7], [1, 50, 100])
     np.testing.assert_allclose(df["prediction"].to_numpy(), expected, rtol=1e-12)
-    (tmp_path / "bad.csv").write_text("uid,iid\n1,1\n")
+    (tmp_path / "bad.csv").write_text("who,what\n1,1\n")
     failed(
         run("predict", str(model_dir), "--input", str(tmp_path / "bad.csv"), "--output", str(out)),
         "user,item",
     )
+    (tmp_path / "ragged.csv").write_text("user,item\n1,1\n2\n3,4,5\n")
+    failed(
+        run("predict", str(model_dir), "--input", str(tmp_path / "ragged.csv"), "--output", str(out)),
+        "ragged.csv, line 3: expected 2 fields (user, item)",
+    )
+    (tmp_path / "movielens.csv").write_text("userId,movieId\n1,1\n")  # the training reader's names
+    p = run("predict", str(model_dir), "--input", str(tmp_path / "movielens.csv"), "--output", str(out))
+    assert p.returncode == 0, p.stderr
+    assert pl.read_csv(out).columns == ["user", "item", "prediction"]
 
 
 def test_similar_needs_embeddings(model_dir, run):
@@ -254,3 +263,30 @@ def test_resume_without_a_checkpoint_says_it_starts_over(ml100k_dir, tmp_path, r
     assert p.returncode == 0, p.stderr
     assert f"no checkpoint in {out}.checkpoints; training from the start\n" in p.stderr
     assert json.loads(p.stdout)["fit_info"]["resumed"] is False
+
+
+def test_train_reads_a_file_of_ones_own_as_evaluate_does(ml100k_dir, tmp_path, run):
+    """No header, another separator, other column names, a declared scale: the same options as
+    ``evaluate``, and the same refusals."""
+    rows = [(1, 10, 4), (2, 10, 5), (1, 11, 3), (3, 12, 2), (2, 12, 1), (3, 10, 4)]
+    bare = tmp_path / "bare.txt"
+    bare.write_text("".join(f"{u};{i};{r}\n" for u, i, r in rows))
+    p = run("train", "bias", "--data", str(bare), "--out", str(tmp_path / "a"), "--no-header", "--sep", ";")
+    assert p.returncode == 0, p.stderr
+    model = artifacts.load(tmp_path / "a")
+    assert len(model.users) == 3 and len(model.items) == 3
+    named = tmp_path / "named.csv"
+    named.write_text("who,what,stars\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows))
+    failed(run("train", "bias", "--data", str(named), "--out", str(tmp_path / "b")), "--user-col")
+    cols = ("--user-col", "who", "--item-col", "what", "--rating-col", "stars")
+    p = run("train", "bias", "--data", str(named), "--out", str(tmp_path / "b"), *cols, "--scale", "1:5")
+    assert p.returncode == 0, p.stderr
+    assert artifacts.load(tmp_path / "b").scale is not None
+    failed(
+        run("train", "bias", "--data", str(named), "--out", str(tmp_path / "c"), *cols, "--scale", "5:1"),
+        "--scale 5:1: rating scale needs low < high",
+    )
+    failed(
+        run("train", "bias", "--data", str(ml100k_dir), "--out", str(tmp_path / "d"), "--no-header"),
+        "apply to a ratings file",
+    )

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.table import Table
 
 from recengine.cli.common import err_console, fmt, out_console, parse_sets, print_json
+from recengine.cli.reading import (
+    ImplicitOpt,
+    ItemColOpt,
+    NoHeaderOpt,
+    RatingColOpt,
+    ScaleOpt,
+    SepOpt,
+    TimestampColOpt,
+    UserColOpt,
+    read_data,
+)
 
 if TYPE_CHECKING:
     from recengine.evaluation.protocols import Task
@@ -39,14 +49,14 @@ def evaluate(
     folds: Annotated[int, typer.Option(help="own data: number of folds for kfold")] = 5,
     task: Annotated[str | None, typer.Option(help="own data: rating | binary | topn")] = None,
     k: Annotated[int, typer.Option(min=1, help="own data: cut-off for top-N metrics")] = 10,
-    sep: Annotated[str | None, typer.Option(help="own data: field separator")] = None,
-    no_header: Annotated[bool, typer.Option("--no-header", help="own data: the file has no header")] = False,
-    user_col: Annotated[str | None, typer.Option(help="own data: user column")] = None,
-    item_col: Annotated[str | None, typer.Option(help="own data: item column")] = None,
-    rating_col: Annotated[str | None, typer.Option(help="own data: rating column")] = None,
-    timestamp_col: Annotated[str | None, typer.Option(help="own data: timestamp column")] = None,
-    scale: Annotated[str | None, typer.Option(help="own data: rating scale LOW:HIGH[:STEP]")] = None,
-    implicit: Annotated[bool, typer.Option("--implicit", help="own data: no ratings, only events")] = False,
+    sep: SepOpt = None,
+    no_header: NoHeaderOpt = False,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    rating_col: RatingColOpt = None,
+    timestamp_col: TimestampColOpt = None,
+    scale: ScaleOpt = None,
+    implicit: ImplicitOpt = False,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
 ) -> None:
     """Train MODEL on each fold's training rows and report its metrics on the test rows."""
@@ -62,29 +72,17 @@ def evaluate(
     if protocol is not None:
         result = evaluate_protocol(model, protocol, params, data=data, on_fold=on_fold)
     elif data is not None:
-        from recengine.data.generic import read_interactions
-        from recengine.data.load import load_dataset
-
-        reader_opts = (
-            any(x is not None for x in (sep, user_col, item_col, rating_col, timestamp_col, scale))
-            or no_header
-            or implicit
+        ds = read_data(
+            data,
+            sep=sep,
+            no_header=no_header,
+            user_col=user_col,
+            item_col=item_col,
+            rating_col=rating_col,
+            timestamp_col=timestamp_col,
+            scale=scale,
+            implicit=implicit,
         )
-        path = Path(data)
-        if path.is_file() and (reader_opts or not _is_movielens_file(path)):
-            ds = read_interactions(
-                path,
-                sep=sep,
-                header=not no_header,
-                user_col=user_col,
-                item_col=item_col,
-                rating_col=rating_col,
-                timestamp_col=timestamp_col,
-                scale=_parse_scale(scale),
-                implicit=implicit,
-            )
-        else:
-            ds = load_dataset(data)
         if task not in (None, "rating", "binary", "topn"):
             raise ConfigError(f"unknown task {task!r}; choose rating, binary or topn")
         chosen = cast("Task | None", task)
@@ -106,27 +104,6 @@ def evaluate(
         print_json(result)
     else:
         _print_result(result)
-
-
-def _is_movielens_file(path: Path) -> bool:
-    from recengine.data.load import RATINGS_FILES
-
-    return path.name in RATINGS_FILES
-
-
-def _parse_scale(text: str | None) -> Any:
-    if text is None:
-        return None
-    from recengine.data.interactions import RatingScale
-    from recengine.errors import ConfigError
-
-    try:
-        parts = [float(x) for x in text.split(":")]
-        if len(parts) not in (2, 3):
-            raise ValueError
-        return RatingScale(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
-    except ValueError:
-        raise ConfigError(f"--scale expects LOW:HIGH or LOW:HIGH:STEP, got {text!r}") from None
 
 
 def _metric_keys(result: dict[str, Any]) -> list[str]:

@@ -16,6 +16,17 @@ import typer
 from rich.table import Table
 
 from recengine.cli.common import check_output_path, err_console, out_console, parse_sets, print_json
+from recengine.cli.reading import (
+    ImplicitOpt,
+    ItemColOpt,
+    NoHeaderOpt,
+    RatingColOpt,
+    ScaleOpt,
+    SepOpt,
+    TimestampColOpt,
+    UserColOpt,
+    read_data,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,13 +78,20 @@ def train(
             help="also train on ratings stored by `recengine serve` (SQLite file, sqlite://PATH or postgresql://...)",
         ),
     ] = None,
+    sep: SepOpt = None,
+    no_header: NoHeaderOpt = False,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    rating_col: RatingColOpt = None,
+    timestamp_col: TimestampColOpt = None,
+    scale: ScaleOpt = None,
+    implicit: ImplicitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Fit MODEL on every rating of DATA and save it as a model directory at OUT."""
     from rich.markup import escape
 
     from recengine import artifacts
-    from recengine.data.load import load_dataset
     from recengine.errors import ConfigError
     from recengine.models.registry import create
     from recengine.training.checkpoint import checkpoint_path, clear_checkpoint
@@ -100,7 +118,17 @@ def train(
         )
     if resume and not has_checkpoint:
         err_console.print(f"no checkpoint in {escape(str(ckpt))}; training from the start", soft_wrap=True)
-    ds = load_dataset(data)
+    ds = read_data(
+        data,
+        sep=sep,
+        no_header=no_header,
+        user_col=user_col,
+        item_col=item_col,
+        rating_col=rating_col,
+        timestamp_col=timestamp_col,
+        scale=scale,
+        implicit=implicit,
+    )
     inter = ds.interactions
     n_feedback = 0
     if include_feedback is not None:
@@ -290,27 +318,42 @@ def _key(idmap: IdMap, raw: str) -> Any:
 
 
 def _read_pairs(path: Path) -> pl.DataFrame:
+    """The user and item columns of a CSV (TSV by .tsv), as text; the training reader's column
+    names (userId, movieId, ...) are taken too, and a line that does not parse is named."""
+    import csv
+
     import polars as pl
 
+    from recengine.data.generic import ALIASES
+    from recengine.data.movielens import TableSpec, find_bad_line
     from recengine.errors import DataError
 
     if not path.is_file():
-        raise DataError("no such file", path)
+        raise DataError("no such file" if not path.exists() else "is not a file", path)
     sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     try:
         df = pl.read_csv(path, separator=sep, infer_schema_length=0)  # every column as text: ids stay exact
     except pl.exceptions.NoDataError:
         raise DataError("empty file: expected a header line with columns user,item", path) from None
     except (pl.exceptions.PolarsError, OSError) as e:
-        raise DataError(f"cannot read as CSV ({e})", path) from None
-    missing = [c for c in ("user", "item") if c not in df.columns]
+        with path.open("rb") as f:
+            first = f.readline().decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
+        header = next(csv.reader([first], delimiter=sep), [])
+        spec = TableSpec(tuple((c, "str") for c in header), sep, quoted=True, optional=frozenset(header))
+        found = find_bad_line(path, spec, 2) if header else None
+        if found is not None:
+            raise DataError(found[1], path, found[0]) from None
+        raise DataError(f"cannot read as CSV ({str(e).strip().splitlines()[0]})", path) from None
+    lower = {c.lower(): c for c in reversed(df.columns)}
+    names = {role: next((lower[a] for a in ALIASES[role] if a in lower), "") for role in ("user", "item")}
+    missing = [role for role, name in names.items() if not name]
     if missing:
         raise DataError(
             f"needs columns user,item; missing {', '.join(missing)} (header: {', '.join(df.columns)})",
             path,
             1,
         )
-    return df.select("user", "item")
+    return df.select(pl.col(names["user"]).alias("user"), pl.col(names["item"]).alias("item"))
 
 
 def _lookup(idmap: IdMap, values: pl.Series) -> np.ndarray:

@@ -131,13 +131,14 @@ def _resolve(
             elif role in ("user", "item"):
                 raise DataError(
                     f"no {role} column (looked for {', '.join(ALIASES[role])}); the file has columns: "
-                    f"{listing}; name it with {role}_col=",
+                    f"{listing}; name it with {role}_col= (--{role}-col on the command line)",
                     path,
                 )
             elif role == "rating":
                 raise DataError(
                     f"no rating column (looked for {', '.join(ALIASES['rating'])}); the file has columns: "
-                    f"{listing}; name it with rating_col=, or read the data as implicit",
+                    f"{listing}; name it with rating_col= (--rating-col), or read the data as implicit "
+                    "(--implicit)",
                     path,
                 )
     used = list(out.values())
