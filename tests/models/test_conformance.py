@@ -156,6 +156,16 @@ def test_non_finite_parameters_are_refused_by_name(name):
                 create(name, {field: bad})
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_number_parameters_refuse_booleans(name):
+    """``--set epochs=true`` would otherwise train one epoch."""
+    fields = MODELS[name].ParamsModel.model_fields
+    for field, info in fields.items():
+        if info.annotation in (int, float, int | None, float | None):
+            with pytest.raises(ConfigError, match=f"'{field}'.*expects a number, not true"):
+                create(name, {field: True})
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if "lr" in MODELS[n].ParamsModel.model_fields])
 def test_learning_rates_are_bounded(name):
     with pytest.raises(ConfigError, match="'lr'"):

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from recengine.data.interactions import IdMap, Interactions, RatingScale
 from recengine.errors import CapabilityError, ConfigError, DataError, RecengineError
@@ -29,6 +29,18 @@ class Params(BaseModel):
 
     # allow_inf_nan: an infinite value would be written to config.json as null, and never load again
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        """``epochs=true`` would otherwise train one epoch: a number field takes numbers only."""
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and field.annotation in _NUMBERS:
+            raise ValueError(f"expects a number, not {str(value).lower()}")
+        return value
+
+
+_NUMBERS = (int, float, int | None, float | None)
 
 
 @dataclass(frozen=True)
