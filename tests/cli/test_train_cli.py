@@ -8,8 +8,10 @@ Training and one failure run as real processes; the rest go through the same ent
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,3 +292,25 @@ def test_train_reads_a_file_of_ones_own_as_evaluate_does(ml100k_dir, tmp_path, r
         run("train", "bias", "--data", str(ml100k_dir), "--out", str(tmp_path / "d"), "--no-header"),
         "apply to a ratings file",
     )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_training_run_says_so_and_keeps_its_checkpoint(ml100k_dir, tmp_path, signum):
+    out, ckpt = tmp_path / "m", tmp_path / "ckpt"
+    args = ["train", "deep-mf", "--data", str(ml100k_dir), "--out", str(out), "--checkpoint-dir", str(ckpt)]
+    args += ["--set", "epochs=1000", "--set", "patience=null", "--set", "threads=1"]
+    proc = subprocess.Popen([sys.executable, "-m", "recengine", *args], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (ckpt / "checkpoint.safetensors").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signum, err
+    assert err.strip().splitlines()[-1] == ("interrupted" if signum == signal.SIGINT else "terminated")
+    assert "Traceback" not in err and not out.exists()
+    assert (ckpt / "checkpoint.safetensors").is_file()
+    assert not [p.name for p in ckpt.iterdir() if p.name != "checkpoint.safetensors"]  # no temporary left

@@ -45,11 +45,33 @@ def _register() -> None:
 _register()
 
 
+class _Stopped(BaseException):
+    """Ctrl-C or SIGTERM, raised in the main thread so that cleanup (``finally``, temporary files)
+    runs; not a KeyboardInterrupt, which the argument parser turns into a silent exit."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
 def main() -> None:
     """Entry point: library errors become one clear line on stderr and exit status 2; usage errors
-    are reported by the argument parser itself."""
+    are reported by the argument parser itself; Ctrl-C and SIGTERM say so and exit 130 and 143,
+    after the same cleanup as an error (the server installs its own graceful handlers)."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop)
     try:
         app()
     except RecengineError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except _Stopped as e:
+        what = "interrupted" if e.signum == signal.SIGINT else "terminated"
+        print(what, file=sys.stderr)
+        sys.exit(128 + e.signum)
