@@ -292,6 +292,8 @@ def test_train_reads_a_file_of_ones_own_as_evaluate_does(ml100k_dir, tmp_path, r
         run("train", "bias", "--data", str(ml100k_dir), "--out", str(tmp_path / "d"), "--no-header"),
         "apply to a ratings file",
     )
+    failed(run("train", "bias", "--data", "", "--out", str(tmp_path / "e")), "--data is empty")
+    failed(run("recommend", "--user", "1", "--data", " "), "--data is empty")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

@@ -206,3 +206,12 @@ def test_a_column_named_twice_is_refused(tmp_path: Path) -> None:
         read_interactions(p)
     p.write_text("user,item,rating,note,note\n1,10,4,a,b\n")  # unused columns may repeat
     assert read_interactions(p).interactions.values().tolist() == [4.0]
+
+
+def test_messages_for_misread_headers(tmp_path: Path) -> None:
+    p = tmp_path / "r.csv"
+    p.write_text("user,item,rating\n1,10,4\n")
+    with pytest.raises(DataError, match=r"one column: is the separator right\?"):
+        read_interactions(p, sep=";")
+    with pytest.raises(DataError, match="column 'user' is given as the user and item; each role needs"):
+        read_interactions(p, user_col="user", item_col="user")

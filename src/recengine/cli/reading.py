@@ -44,6 +44,10 @@ def read_data(
     from recengine.data.generic import read_interactions
     from recengine.data.load import RATINGS_FILES, load_dataset
 
+    if not data.strip():
+        from recengine.errors import ConfigError
+
+        raise ConfigError("--data is empty; give a data set name (ml-100k) or a path")
     given = any(x is not None for x in (sep, user_col, item_col, rating_col, timestamp_col, scale))
     path = Path(data)
     if path.is_file() and (given or no_header or implicit or path.name not in RATINGS_FILES):

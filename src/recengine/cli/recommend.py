@@ -62,6 +62,8 @@ def recommend(
         from recengine.models.registry import create
 
         model_name = model or "bias"
+        if data is not None and not data.strip():
+            raise ConfigError("--data is empty; give a data set name (ml-100k) or a path")
         ds = load_dataset(data or "ml-100k")
         data_name = ds.name
         with err_console.status(f"fitting {model_name} on {ds.name}"):

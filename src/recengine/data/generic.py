@@ -104,6 +104,8 @@ def _resolve(
     """Role → column name, from explicit choices, known spellings, or (no header) position."""
     lower = {c.lower(): c for c in reversed(columns)}
     listing = ", ".join(columns)
+    if len(columns) == 1 and any(ch in columns[0] for ch in ",;\t|"):
+        listing += " (one column: is the separator right?)"
     out: dict[str, str] = {}
     for role in ("user", "item", "rating", "timestamp"):
         choice = wanted[role]
@@ -143,7 +145,9 @@ def _resolve(
                 )
     used = list(out.values())
     if len(set(used)) != len(used):
-        raise DataError(f"one column serves two roles: {out}", path)
+        twice = next(c for c in used if used.count(c) > 1)
+        roles = " and ".join(r for r, c in out.items() if c == twice)
+        raise DataError(f"column {twice!r} is given as the {roles}; each role needs its own column", path)
     return out
 
 

@@ -29,7 +29,7 @@ from recengine.errors import DataError, TrainingError
 from recengine.models import _mf_kernels as K
 from recengine.models._mf_solvers import STATE_KEYS, ALSTrainer, SGDTrainer, State, finite
 from recengine.models.base import Capabilities, FloatArray, Params, Recommender
-from recengine.training.checkpoint import load_checkpoint, save_checkpoint
+from recengine.training.checkpoint import load_checkpoint, save_checkpoint, settings_diff
 from recengine.training.data import fingerprint as data_fingerprint
 from recengine.training.data import split_validation
 from recengine.training.progress import EpochProgress
@@ -278,10 +278,16 @@ class MF(Recommender):
         if loaded is None:
             return None
         for key, value in fingerprint.items():
-            if loaded[1].get(key) != value:
+            old = loaded[1].get(key)
+            if old != value:
+                what = (
+                    settings_diff(old, value)
+                    if isinstance(old, dict) and isinstance(value, dict)
+                    else f"{old!r} then, {value!r} now"
+                )
                 raise TrainingError(
                     f"mf: the checkpoint in {self.checkpoint_dir} belongs to a run with another {key} "
-                    f"({loaded[1].get(key)!r}, now {value!r}); train without resume to start over"
+                    f"({what}); train without resume to start over"
                 )
         return loaded
 

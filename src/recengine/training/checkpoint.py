@@ -136,3 +136,9 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def settings_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The settings that differ between a checkpoint's run and this one, at most four, for a message."""
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in keys[:4])

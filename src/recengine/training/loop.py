@@ -367,7 +367,7 @@ class _Run:
         arrays, meta = loaded
         where = ckpt.checkpoint_path(self.checkpoint_dir)
         if meta.get("config") != _comparable(self.cfg):
-            diff = _diff(meta.get("config") or {}, _comparable(self.cfg))
+            diff = ckpt.settings_diff(meta.get("config") or {}, _comparable(self.cfg))
             raise TrainingError(
                 f"{where} belongs to a run with other settings ({diff}); train without --resume to start over"
             )
@@ -421,8 +421,3 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, maximize: bool) -> 
 def _comparable(cfg: TrainConfig) -> dict[str, Any]:
     """The settings a resumed run must share with the checkpoint (device and threads may change)."""
     return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("device", "threads")}
-
-
-def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return ", ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in keys[:4])

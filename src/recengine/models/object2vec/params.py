@@ -326,7 +326,7 @@ class Object2VecParams(TorchRatingParams):
     @classmethod
     def _members_range(cls, v: int | str, info: ValidationInfo) -> int | str:
         if isinstance(v, int) and not 1 <= v <= 16:
-            raise ValueError(f"{info.field_name} must be between 1 and 16 (or auto), got {v}")
+            raise ValueError(f"{info.field_name} must be between 1 and 16 (or auto)")  # the value follows
         return v
 
     def layers(self, side: int) -> int:
