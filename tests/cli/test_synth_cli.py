@@ -4,45 +4,9 @@ never finish: one ``error:`` line and exit status 2, the user's files as they we
 from __future__ import annotations
 
 import shutil
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from types import SimpleNamespace
 
-import pytest
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    """``recengine ARGS`` through the console entry point, in this process."""
-    from recengine.cli import main
-
-    def call(*args: str) -> Result:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["recengine", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = int(e.code or 0)
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-
-    return call
-
-
-def failed(p: Result, *needles: str) -> None:
-    assert p.returncode == 2, p.stdout + p.stderr
-    assert "Traceback" not in p.stderr and p.stderr.startswith("error: "), p.stderr
-    for n in needles:
-        assert n in p.stderr, p.stderr
+from tests.cli.runner import failed
 
 
 def test_refuses_a_directory_of_the_users_files(tmp_path, run):

@@ -12,8 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,45 +19,13 @@ import polars as pl
 import pytest
 
 from recengine import artifacts
+from tests.cli.runner import failed
 
 
 def run_process(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "recengine", *args], capture_output=True, text=True, timeout=300
     )
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    """``recengine ARGS`` through the console entry point, in this process."""
-    from recengine.cli import main
-
-    def call(*args: str) -> Result:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["recengine", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = int(e.code or 0)
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-
-    return call
-
-
-def failed(p: Result | subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert p.returncode == 2, p.stdout + p.stderr
-    assert "Traceback" not in p.stderr and p.stderr.startswith("error: ")
-    for n in needles:
-        assert n in p.stderr, p.stderr
 
 
 @pytest.fixture(scope="module")
