@@ -215,3 +215,12 @@ def test_messages_for_misread_headers(tmp_path: Path) -> None:
         read_interactions(p, sep=";")
     with pytest.raises(DataError, match="column 'user' is given as the user and item; each role needs"):
         read_interactions(p, user_col="user", item_col="user")
+
+
+def test_ids_longer_than_the_api_takes_are_refused(tmp_path: Path) -> None:
+    p = tmp_path / "r.csv"
+    p.write_text(f"user,item,rating\n1,10,4\n2,{'9' * 2_000},5\n")  # not an int64: read as text
+    with pytest.raises(DataError, match=r"r\.csv, line 3: item id is 2,000 characters long"):
+        read_interactions(p)
+    p.write_text(f"user,item,rating\n1,{'x' * 200},4\n")
+    assert len(read_interactions(p).interactions.items.external[0]) == 200

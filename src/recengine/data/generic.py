@@ -32,6 +32,8 @@ FORMATS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
+#: The longest id a file may hold: the HTTP API takes no longer one, so such a model could not be asked.
+MAX_ID_CHARS = 200
 ALIASES: dict[str, tuple[str, ...]] = {
     "user": ("user", "userid", "user_id", "uid", "customer_id", "visitorid"),
     "item": ("item", "itemid", "item_id", "movieid", "movie_id", "iid", "product_id"),
@@ -313,6 +315,15 @@ def _ids(s: pl.Series, path: Path, first_line: int) -> np.ndarray:
     text = s.cast(pl.Utf8).str.strip_chars()
     if bool((text == "").any()):
         raise DataError(f"{name} id is empty", path, first_line + _first_true(text == ""))
+    long = text.str.len_chars() > MAX_ID_CHARS
+    if bool(long.any()):
+        row = _first_true(long)
+        raise DataError(
+            f"{name} id is {len(text[row]):,} characters long; ids of at most {MAX_ID_CHARS} are taken "
+            "(as by the HTTP API)",
+            path,
+            first_line + row,
+        )
     as_int = text.cast(pl.Int64, strict=False)
     leading_zero = text.str.starts_with("0") & (text.str.len_chars() > 1)
     if as_int.null_count() == 0 and not bool(leading_zero.any()):
