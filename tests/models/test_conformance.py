@@ -112,6 +112,19 @@ def test_recommend_shapes_sorting_and_seen_filter(name, fitted, board):
         assert np.all(np.diff(finite) <= 1e-6)
 
 
+@pytest.mark.parametrize("name", [n for n in NAMES if MODELS[n].capabilities.rating])
+def test_recommended_scores_are_the_predicted_ratings(name, fitted, board):
+    """Ranked by raw score, shown as ``predict`` gives it: within the scale (the board's 5s push
+    some models' raw scores past 5)."""
+    m = fitted[name]
+    d, _ = board
+    users = d.users.external[:6]
+    ids, scores = m.recommend(users, k=5, exclude_seen=False)
+    for n, u in enumerate(users):
+        np.testing.assert_allclose(scores[n], m.predict(np.repeat(u, 5), ids[n]), rtol=1e-5, atol=1e-5)
+    assert m.scale is not None and scores.max() <= m.scale.high and scores.min() >= m.scale.low
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_k_larger_than_catalog_and_filters(name, fitted, board):
     m = fitted[name]

@@ -241,7 +241,14 @@ class Recommender(ABC):
         # than the scoring of a single user (serving's hot path).
         exclude = self.seen() if exclude_seen else None
         idx, top = topk(scores, k, exclude=exclude, rows=uidx if exclude_seen else None, copy=False)
-        return self._external_items(idx), top
+        return self._external_items(idx), self._as_ratings(top)
+
+    def _as_ratings(self, top: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """A rating model's top scores as the ratings ``predict`` gives (clipped to the scale, the
+        order kept): ranking uses the raw scores, but 5.3 stars is no answer on a 1–5 scale."""
+        if not self.capabilities.rating or self.scale is None:
+            return top
+        return self.scale.clip(top).astype(np.float32)
 
     # ----- embeddings and neighbours --------------------------------------------------------
     def item_embeddings(self) -> npt.NDArray[np.float32]:
@@ -322,7 +329,7 @@ class Recommender(ABC):
             allowed[self.items.to_internal(items)] = False
         scores[:, ~allowed] = -np.inf
         idx, top = topk(scores, k, copy=False)
-        return self._external_items(idx)[0], top[0]
+        return self._external_items(idx)[0], self._as_ratings(top[0])
 
     def get_params(self) -> dict[str, Any]:
         return self.params.model_dump(mode="json")

@@ -40,7 +40,10 @@ class Item(BaseModel):
 
 
 class ScoredItem(Item):
-    score: float = Field(description="the model's score: the predicted rating for rating models")
+    score: float = Field(
+        description="the model's score: for rating models the predicted rating, within the scale "
+        "as /predictions gives it"
+    )
 
 
 class Recommendations(BaseModel):
