@@ -16,6 +16,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Maps computed by the tests (and the servers they start) are kept in a temporary cache home."""
+    before = os.environ.get("RECENGINE_CACHE")
+    os.environ["RECENGINE_CACHE"] = str(tmp_path_factory.mktemp("cache-home"))
+    yield
+    if before is None:
+        os.environ.pop("RECENGINE_CACHE", None)
+    else:
+        os.environ["RECENGINE_CACHE"] = before
+
+
 def shared_data_dir() -> Path:
     env = os.environ.get("RECENGINE_TEST_DATA")
     return Path(env) if env else REPO.parent / "shared" / "data"

@@ -46,6 +46,29 @@ def test_first_requests_share_one_tsne(mf_dir: Path, monkeypatch: pytest.MonkeyP
     assert all(r["points"] == results[0]["points"] for r in results)
 
 
+def test_the_map_is_kept_for_other_processes(mf_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """A second server worker (here a second ExploreViews) reads the first one's map instead of
+    running t-SNE; a cache file that does not read is computed again and replaced."""
+    data = load(mf_dir)
+    calls = []
+    real = explore_web.map_points
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(explore_web, "map_points", counted)
+    kept = tmp_path / "maps" / "m.json"
+    first = ExploreViews(data, max_points=150, map_file=kept).map(k=3)
+    assert len(calls) == 1 and kept.is_file() and not list(kept.parent.glob(".*.tmp"))
+    second = ExploreViews(data, max_points=150, map_file=kept).map(k=3)
+    assert len(calls) == 1 and second == first
+    kept.write_text('{"points": [')
+    assert ExploreViews(data, max_points=150, map_file=kept).map(k=3) == first
+    assert len(calls) == 2 and kept.read_text().startswith("{")
+    assert explore_web.map_file("ab12-cd") != explore_web.map_file("ab12-cd", seed=1)
+
+
 def test_clusterings_are_kept_and_bounded(mf_dir: Path) -> None:
     views = ExploreViews(load(mf_dir))
     first, _ = views.labels(4)

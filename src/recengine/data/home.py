@@ -18,3 +18,13 @@ def data_home() -> Path:
 
 def dataset_dir(name: str) -> Path:
     return data_home() / name
+
+
+def cache_home() -> Path:
+    """Where computed results that can be made again are kept (the t-SNE maps a server draws):
+    ``$RECENGINE_CACHE``, else ``$XDG_CACHE_HOME/recengine``, else ``~/.cache/recengine``."""
+    env = os.environ.get("RECENGINE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "recengine"

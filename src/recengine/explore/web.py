@@ -7,17 +7,21 @@ same data precomputed.
 
 A server keeps one :class:`ExploreViews` per model version instead: the map runs t-SNE (seconds for a
 few thousand items, minutes near 50,000), so it is computed once, on the first request, over at most
-:data:`MAP_MAX_POINTS` items, and kept; clusters and the k-selection curves are kept too. Ward trees
-and k-selection curves use a seeded sample of at most :data:`WEB_SAMPLE` items so that no request of a
-large catalog needs an n × n distance matrix.
+:data:`MAP_MAX_POINTS` items, and kept, in memory and in the cache home (:func:`map_file`), where
+the server's other workers and its restarts find it; clusters and the k-selection curves are kept
+too. Ward trees and k-selection curves use a seeded sample of at most :data:`WEB_SAMPLE` items so that
+no request of a large catalog needs an n × n distance matrix.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -54,6 +58,7 @@ __all__ = [
     "from_model",
     "k_selection_view",
     "load",
+    "map_file",
     "map_view",
     "neighbours_view",
     "user_neighbours_view",
@@ -145,6 +150,8 @@ def k_selection_view(
 # ----- a served model's views, computed once and kept --------------------------------------------
 MAP_MAX_POINTS = 3_000  # t-SNE of this many points takes a few seconds on one core
 MAP_ITERATIONS = 500
+#: Part of a kept map's file name: raise it when what the map holds or how it is computed changes.
+MAP_FORMAT = 1
 WEB_SAMPLE = 3_000  # items in a Ward tree or the k-selection curves (a 3,000² matrix is 36 MB)
 MAX_CLUSTERS = 40
 MAX_NEIGHBOURS = 100
@@ -158,10 +165,18 @@ class ExploreViews:
     Everything is seeded, so the same model gives the same answers after a restart.
     """
 
-    def __init__(self, data: ExploreData, *, seed: int = 0, max_points: int = MAP_MAX_POINTS) -> None:
+    def __init__(
+        self,
+        data: ExploreData,
+        *,
+        seed: int = 0,
+        max_points: int = MAP_MAX_POINTS,
+        map_file: Path | None = None,
+    ) -> None:
         self.data = data
         self.seed = seed
         self.max_points = max_points
+        self.map_file = map_file
         self._unit = data.unit()
         self._genres = genre_matrix(data.genres)
         sample = np.arange(data.n_items, dtype=np.int64)
@@ -193,8 +208,38 @@ class ExploreViews:
     def _tsne(self) -> dict[str, Any]:
         with self._map_lock:
             if self._map is None:
+                self._map = self._read_map()
+            if self._map is None:
                 self._map = self._compute_map()
+                self._write_map(self._map)
             return self._map
+
+    def _read_map(self) -> dict[str, Any] | None:
+        """The map another process (a server worker, an earlier run) computed for this model version
+        and these settings; None when there is none or it does not read."""
+        if self.map_file is None:
+            return None
+        try:
+            m = json.loads(self.map_file.read_text(encoding="utf-8"))
+            index = np.asarray(m["index"], dtype=np.int64)
+            if len(index) != len(m["points"]) or (len(index) and int(index.max()) >= self.data.n_items):
+                return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return {**m, "index": index}
+
+    def _write_map(self, m: dict[str, Any]) -> None:
+        """Keep the map where the other workers look (written whole, then renamed into place); a
+        cache that cannot be written costs only the next process its own t-SNE."""
+        if self.map_file is None:
+            return
+        tmp = self.map_file.with_name(f".{self.map_file.name}.{os.getpid()}.tmp")
+        try:
+            self.map_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({**m, "index": m["index"].tolist()}), encoding="utf-8")
+            os.replace(tmp, self.map_file)
+        except OSError:
+            tmp.unlink(missing_ok=True)
 
     @_one_thread
     def _compute_map(self) -> dict[str, Any]:
@@ -304,3 +349,14 @@ def _check_queries(queries: Sequence[str] | None, what: str) -> None:
     for q in queries or ():
         if not str(q).strip():
             raise ConfigError(f"an empty {what} was given; give an id or a title")
+
+
+def map_file(version: str, *, seed: int = 0, max_points: int = MAP_MAX_POINTS) -> Path:
+    """Where the map of model ``version`` (its manifest's digest) with these settings is kept, so that
+    the workers of one server, and its restarts, run one t-SNE between them."""
+    from recengine import __version__
+    from recengine.data.home import cache_home
+
+    safe = "".join(c for c in version if c.isalnum()) or "unknown"
+    name = f"{safe}-seed{seed}-points{max_points}-iter{MAP_ITERATIONS}-v{MAP_FORMAT}-{__version__}.json"
+    return cache_home() / "explore" / name

@@ -103,7 +103,7 @@ class ExploreCache:
             if hit is not None:
                 self._views.move_to_end(key)
                 return hit
-            views = explore.ExploreViews(explore_data(sm))
+            views = explore.ExploreViews(explore_data(sm), map_file=explore.map_file(sm.version))
             self._views[key] = views
             while len(self._views) > self.size:
                 self._views.popitem(last=False)
