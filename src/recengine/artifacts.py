@@ -33,6 +33,7 @@ from safetensors.numpy import load_file, save_file
 
 from recengine.data.interactions import IdMap, RatingScale
 from recengine.errors import CapabilityError, ConfigError, DataError, RecengineError
+from recengine.paths import existing_ancestor
 
 if TYPE_CHECKING:
     import polars as pl
@@ -78,9 +79,7 @@ def save(
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        above = out_dir.parent
-        while not above.exists() and above != above.parent:
-            above = above.parent
+        above = existing_ancestor(out_dir.parent)
         why = f"{above} is a file, not a directory" if not above.is_dir() else e.strerror
         raise ArtifactError(f"cannot create the model's directory: {why}", out_dir) from None
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{secrets.token_hex(4)}"

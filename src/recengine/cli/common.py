@@ -13,6 +13,7 @@ from typing import Any, Literal
 from rich.console import Console
 
 from recengine.errors import ConfigError
+from recengine.paths import existing_ancestor
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -48,9 +49,7 @@ def check_output_path(path: Path, what: str, *, kind: Literal["file", "dir"]) ->
             raise ConfigError(f"{where}: is a file, not a directory")
         if kind == "file" and path.is_dir():
             raise ConfigError(f"{where}: is a directory; give a file name")
-    ancestor = path if kind == "dir" and path.is_dir() else path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    ancestor = path if kind == "dir" and path.is_dir() else existing_ancestor(path.parent)
     if not ancestor.is_dir():
         raise ConfigError(f"{where}: {ancestor} is a file, not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):

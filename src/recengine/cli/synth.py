@@ -13,6 +13,7 @@ import typer
 
 from recengine.cli.common import check_output_path, list_names
 from recengine.errors import ConfigError
+from recengine.paths import existing_ancestor
 
 # Kept in step with recengine.data.synthetic.PRESETS (a test checks); importing it here would load
 # numpy and polars for every ``--help``.
@@ -120,9 +121,7 @@ def _check_size(out_dir: Path, n_ratings: int, n_items: int) -> None:
             f"{n_ratings:,} ratings is more than synth makes (at most {MAX_RATINGS:,}, 50 times ml-20m)"
         )
     need = n_ratings * BYTES_PER_RATING + n_items * BYTES_PER_MOVIE
-    where = out_dir
-    while not where.exists() and where != where.parent:
-        where = where.parent
+    where = existing_ancestor(out_dir)
     free = shutil.disk_usage(where).free
     if need > free:
         raise ConfigError(
