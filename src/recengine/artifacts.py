@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from recengine.data.interactions import IdMap, RatingScale
-from recengine.errors import CapabilityError, ConfigError, DataError, RecengineError
+from recengine.errors import CapabilityError, ConfigError, DataError, RecengineError, listed
 from recengine.paths import existing_ancestor
 
 if TYPE_CHECKING:
@@ -177,10 +177,9 @@ def check_writable(out_dir: Path) -> None:
         )
     other = _foreign_files(out_dir)
     if other:
-        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
         raise ArtifactError(
-            f"is a recengine model directory that also holds other files ({shown}); refusing to replace "
-            "it, which would delete them (move them out or give a new directory)",
+            f"is a recengine model directory that also holds other files ({listed(other)}); refusing to "
+            "replace it, which would delete them (move them out or give a new directory)",
             out_dir,
         )
 

@@ -45,3 +45,9 @@ class CapabilityError(RecengineError):
 class TrainingError(RecengineError):
     """Training cannot go on (a loss that is not finite, a checkpoint that does not match the run);
     the last good checkpoint is left in place so that nothing already paid for is lost."""
+
+
+def listed(names: list[str], limit: int = 5) -> str:
+    """``a, b, c`` for a message, cut after ``limit`` names with how many more there are."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -56,12 +56,6 @@ def check_output_path(path: Path, what: str, *, kind: Literal["file", "dir"]) ->
         raise ConfigError(f"{where}: cannot write in {ancestor} (permission denied)")
 
 
-def list_names(names: list[str], limit: int = 5) -> str:
-    """``a, b, c`` for a message, cut after ``limit`` names with how many more there are."""
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
 def _clean(o: Any) -> Any:
     if isinstance(o, float) and not math.isfinite(o):
         return None

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from recengine.cli.common import check_output_path, list_names
-from recengine.errors import ConfigError
+from recengine.cli.common import check_output_path
+from recengine.errors import ConfigError, listed
 from recengine.paths import existing_ancestor
 
 # Kept in step with recengine.data.synthetic.PRESETS (a test checks); importing it here would load
@@ -111,7 +111,7 @@ def _check_own_dir(out_dir: Path) -> None:
         if p.name not in own and not _OWN_TEMP.fullmatch(p.name)
     )
     if other:
-        raise ConfigError(f"{out_dir} holds other files ({list_names(other)}); give a new or empty directory")
+        raise ConfigError(f"{out_dir} holds other files ({listed(other)}); give a new or empty directory")
 
 
 def _check_size(out_dir: Path, n_ratings: int, n_items: int) -> None:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recengine.errors import ConfigError
+from recengine.errors import ConfigError, listed
 
 from .analysis import ExploreOptions, analyse
 from .embeddings import load
@@ -70,8 +70,7 @@ def check_out_dir(out_dir: Path) -> None:
     own = OWN_FILES if _is_report(out_dir / "explore.json") else frozenset()
     other = sorted(n + ("/" if p.is_dir() else "") for n, p in names.items() if n not in own)
     if other:
-        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
-        raise ConfigError(f"{out_dir} holds other files ({shown}); give a new or empty directory")
+        raise ConfigError(f"{out_dir} holds other files ({listed(other)}); give a new or empty directory")
 
 
 def _is_report(path: Path) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recengine.errors import TrainingError
+from recengine.errors import TrainingError, listed
 from recengine.training import checkpoint as ckpt
 from recengine.training.config import TrainConfig
 from recengine.training.data import (
@@ -305,8 +305,7 @@ class _Run:
         bad = [n for n, p in self.module.named_parameters() if not bool(torch.isfinite(p).all())]
         what = ""
         if bad:
-            names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-            what = f"weights are not finite after the last step of epoch {epoch + 1} ({names})"
+            what = f"weights are not finite after the last step of epoch {epoch + 1} ({listed(bad, 3)})"
         elif self.val is None:
             was_training = self.module.training
             self.module.eval()
