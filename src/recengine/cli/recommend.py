@@ -58,13 +58,11 @@ def recommend(
         data_name = (artifacts.info(model_dir).get("data") or {}).get("name")
         extra = {"model_dir": str(model_dir)}
     else:
-        from recengine.data.load import load_dataset
+        from recengine.cli.reading import read_data
         from recengine.models.registry import create
 
         model_name = model or "bias"
-        if data is not None and not data.strip():
-            raise ConfigError("--data is empty; give a data set name (ml-100k) or a path")
-        ds = load_dataset(data or "ml-100k")
+        ds = read_data(data if data is not None else "ml-100k")
         data_name = ds.name
         with err_console.status(f"fitting {model_name} on {ds.name}"):
             m = create(model_name, parse_sets(set_)).fit(ds.interactions)
