@@ -10,15 +10,22 @@ class RecengineError(Exception):
 
 
 class DataError(RecengineError):
-    """Bad input data: names the file, the line (1-based, as an editor shows it) and what is wrong."""
+    """Bad input data: names the file, the line (1-based, as an editor shows it) and what is wrong.
 
-    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None) -> None:
+    ``unit="row"`` names the place as a 1-based row, for formats without lines (Parquet), where an
+    editor's line number would point at nothing.
+    """
+
+    def __init__(
+        self, message: str, path: str | Path | None = None, line: int | None = None, *, unit: str = "line"
+    ) -> None:
         self.path = str(path) if path is not None else None
         self.line = line
+        self.unit = unit
         self.reason = message
         where = ""
         if self.path is not None:
-            where = self.path + (f", line {line}" if line is not None else "")
+            where = self.path + (f", {unit} {line}" if line is not None else "")
             where += ": "
         super().__init__(where + message)
 

@@ -106,6 +106,33 @@ def test_parquet(tmp_path: Path) -> None:
     assert len(read_interactions(q, fmt="parquet").interactions) == 2
 
 
+@pytest.mark.parametrize(
+    ("columns", "pattern"),
+    [
+        ({"rating": ["3", "good"]}, r"r\.parquet, row 2: rating must be a number, found 'good'"),
+        ({"rating": [3.0, None]}, r"r\.parquet, row 2: rating is missing or not a number"),
+        ({"user": [1, None]}, r"r\.parquet, row 2: user id is empty"),
+        ({"rating": [3.0, 2.5]}, r"r\.parquet, row 2: rating 2\.5 is outside the declared scale"),
+    ],
+)
+def test_parquet_errors_name_the_row(tmp_path: Path, columns: dict[str, list[object]], pattern: str) -> None:
+    p = tmp_path / "r.parquet"
+    pl.DataFrame({"user": [1, 2], "item": [5, 6], "rating": [3.0, 4.0]} | columns).write_parquet(p)
+    with pytest.raises(DataError, match=pattern) as err:
+        read_interactions(p, scale=RatingScale(1, 5, 1))
+    assert err.value.line == 2 and err.value.unit == "row" and "line" not in str(err.value)
+
+
+def test_a_parquet_file_without_rows_names_no_line(tmp_path: Path) -> None:
+    p = tmp_path / "r.parquet"
+    pl.DataFrame({"user": [], "item": [], "rating": []}).write_parquet(p)
+    with pytest.raises(DataError, match=r"^[^,]*r\.parquet: the file holds no data rows$"):
+        read_interactions(p)
+    p.write_bytes(b"")
+    with pytest.raises(DataError, match=r"r\.parquet: the file is empty$"):
+        read_interactions(p)
+
+
 def test_jsonl(tmp_path: Path) -> None:
     p = tmp_path / "r.jsonl"
     rows = [{"user": "a", "item": 1, "rating": 3, "ts": 5}, {"user": "b", "item": 2, "rating": 4.5, "ts": 6}]

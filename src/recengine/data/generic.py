@@ -1,7 +1,8 @@
 """A reader for people's own interaction files: CSV, TSV, Parquet or JSON Lines.
 
 Columns are found by name (common spellings, any case) or given explicitly; ids may be strings;
-timestamps may be unix seconds or date/time strings. Errors name the file, the line and the column.
+timestamps may be unix seconds or date/time strings. Errors name the file, the line (the row, in
+Parquet) and the column.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ FORMATS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
+#: Formats read as lines of text; errors in the others (Parquet) name a row instead of a line.
+TEXT_FORMATS = ("csv", "tsv", "jsonl")
 #: The longest id a file may hold: the HTTP API takes no longer one, so such a model could not be asked.
 MAX_ID_CHARS = 200
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -64,10 +67,11 @@ def read_interactions(
     """
     path = Path(path)
     fmt = _format(path, fmt)
+    in_lines = fmt in TEXT_FORMATS
     if not path.is_file():
         raise DataError("no such file", path)
     if path.stat().st_size == 0:
-        raise DataError("the file is empty", path, 1)
+        raise DataError("the file is empty", path, 1 if in_lines else None)
     wanted = {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": timestamp_col}
     if fmt in ("csv", "tsv"):
         df, first_line = _read_delimited(path, fmt, sep, header, wanted, implicit)
@@ -76,12 +80,14 @@ def read_interactions(
     else:
         df, first_line = _read_jsonl(path, wanted, implicit), 1
     if df.height == 0:
-        raise DataError("the file holds no data rows", path, first_line)
+        raise DataError("the file holds no data rows", path, first_line if in_lines else None)
     try:
         inter = _to_interactions(df, path, first_line, scale)
     except DataError as e:
         if fmt == "jsonl" and e.line is not None:  # polars skips blank lines: map the row back to its line
             raise DataError(e.reason, path, _jsonl_line(path, e.line - first_line)) from None
+        if not in_lines and e.line is not None:  # no lines to point at: the same number, called a row
+            raise DataError(e.reason, path, e.line, unit="row") from None
         raise
     return Dataset(path.stem, "generic", inter, path=path)
 
