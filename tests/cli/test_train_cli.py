@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,17 @@ def test_train_refuses_before_fitting(ml100k_dir, tmp_path, run):
     (mine / "notes.txt").write_text("keep me")
     failed(run("train", "bias", "--data", str(ml100k_dir), "--out", str(mine)), "refusing to replace")
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_an_mf_run_that_diverges_says_so_without_numpy_warnings(ml100k_dir, tmp_path, run):
+    """An init_std beyond float32 overflows the initial factors: the one error line, no RuntimeWarning."""
+    out = tmp_path / "m"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = run("train", "mf", "--data", str(ml100k_dir), "--out", str(out), "--set", "init_std=1e300")
+    failed(p, "mf: training diverged at epoch 1")
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    assert "Warning" not in p.stderr and not out.exists()
 
 
 def test_a_corrupt_model_is_one_clear_error(model_dir, tmp_path, run):

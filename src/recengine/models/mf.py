@@ -249,11 +249,16 @@ class MF(Recommender):
         return is_val
 
     def _init_state(self, u: np.ndarray, i: np.ndarray, n_users: int, n_items: int) -> State:
-        """Normal factors (seeded); rows of users and items without training ratings stay zero."""
+        """Normal factors (seeded); rows of users and items without training ratings stay zero.
+
+        An ``init_std`` beyond float32 gives infinite factors without numpy's overflow warnings: the
+        first epoch's divergence check reports it as one clear error.
+        """
         p = self.params
         rng = np.random.default_rng([p.seed, _INIT_STREAM])
-        P = rng.standard_normal((n_users, p.factors), dtype=np.float32) * np.float32(p.init_std)
-        Q = rng.standard_normal((n_items, p.factors), dtype=np.float32) * np.float32(p.init_std)
+        with np.errstate(over="ignore", invalid="ignore"):
+            P = rng.standard_normal((n_users, p.factors), dtype=np.float32) * np.float32(p.init_std)
+            Q = rng.standard_normal((n_items, p.factors), dtype=np.float32) * np.float32(p.init_std)
         P[np.bincount(u, minlength=n_users) == 0] = 0
         Q[np.bincount(i, minlength=n_items) == 0] = 0
         return State(P, Q, np.zeros(n_users, np.float32), np.zeros(n_items, np.float32))
