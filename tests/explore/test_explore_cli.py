@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +17,7 @@ from recengine.cli import app
 from recengine.errors import CapabilityError, UnknownIdError
 from recengine.explore import load, web
 from recengine.explore.neighbours import item_neighbours, resolve_items, user_neighbours
+from recengine.explore.run import OWN_FILES
 
 runner = CliRunner()
 FAST = ["--max-items", "150", "--k", "6"]
@@ -209,6 +214,60 @@ def test_rewrites_its_own_report_but_not_beside_other_files(mf_dir, tmp_path, mo
     assert (tmp_path / "report.html").read_bytes() == before and (
         tmp_path / "notes.txt"
     ).read_text() == "keep"
+
+
+# A run killed outright (SIGKILL, no cleanup) once its first PNG is written: the last plot kills it.
+KILLED_RUN = """
+import os, signal, sys
+from pathlib import Path
+from recengine.explore import ExploreOptions, explore, report
+
+report.plot_k_selection = lambda result, path: os.kill(os.getpid(), signal.SIGKILL)
+explore(Path(sys.argv[1]), Path(sys.argv[2]), ExploreOptions(k=3, max_items=60, ks=[2, 3]))
+"""
+
+
+def test_a_killed_run_leaves_what_the_next_run_knows_as_its_own(mf_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "report"
+    child = subprocess.run([sys.executable, "-c", KILLED_RUN, str(mf_dir), str(out)], capture_output=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    (left,) = out.iterdir()  # only the hidden staging directory, the first PNGs in it
+    assert left.name.startswith(".explore-") and (left / "map_genre.png").is_file()
+    args = ("explore", str(mf_dir), "--out", str(out), "--max-items", "60", "--k", "3")
+    code, err = _main(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == sorted(OWN_FILES)  # the leftovers are cleared
+    (out / "notes.txt").write_text("keep")
+    code, err = _main(monkeypatch, capsys, *args)
+    assert code == 2 and "holds other files (notes.txt)" in err
+    (out / "notes.txt").unlink()
+    fake = out / left.name  # the staging name holding a user's file is not explore's
+    fake.mkdir()
+    (fake / "notes.txt").write_text("keep")
+    code, err = _main(monkeypatch, capsys, *args)
+    assert code == 2 and f"holds other files ({left.name}/)" in err
+    assert (fake / "notes.txt").read_text() == "keep"
+
+
+def test_a_run_that_fails_while_drawing_keeps_the_earlier_report(mf_dir, tmp_path, monkeypatch, capsys):
+    from recengine.explore import report
+
+    out = tmp_path / "report"
+    args = ("explore", str(mf_dir), "--out", str(out), "--max-items", "60", "--k", "3", "--no-k-selection")
+    assert _main(monkeypatch, capsys, *args, "--method", "kmeans")[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(result: object, path: Path) -> None:
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(report, "plot_k_selection", broken)  # after map_genre.png is written
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        _main(monkeypatch, capsys, *args, "--seed", "1")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    new = tmp_path / "new"
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        _main(monkeypatch, capsys, "explore", str(mf_dir), "--out", str(new), "--max-items", "60", "--k", "3")
+    assert not new.exists()
 
 
 def test_out_that_is_a_file_and_negative_seed_are_clear_errors(mf_dir, tmp_path, monkeypatch, capsys):
