@@ -3,11 +3,13 @@ about the sample, computing the map once under concurrent first requests, and th
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
+from recengine import __version__
 from recengine.errors import CapabilityError, ConfigError
 from recengine.explore import load
 from recengine.explore import web as explore_web
@@ -66,6 +68,41 @@ def test_the_map_is_kept_for_other_processes(mf_dir: Path, tmp_path: Path, tsne_
     assert again["points"] == first["points"]  # recomputed: the same seeded map (its timing differs)
     assert len(tsne_calls) == 2 and kept.read_text().startswith("{")
     assert explore_web.map_file("ab12-cd") != explore_web.map_file("ab12-cd", seed=1)
+
+
+def test_kept_maps_are_bounded_and_only_maps_go(
+    mf_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tsne_calls: list[int]
+) -> None:
+    """Writing a map prunes the cache directory to the KEPT_MAPS most recently used maps (a map that
+    is read counts as used); files not named as maps are never removed."""
+    monkeypatch.setenv("RECENGINE_CACHE", str(tmp_path / "cache"))
+    data = load(mf_dir)
+    used = explore_web.map_file("used", max_points=150)
+    ExploreViews(data, max_points=150, map_file=used).map(k=3)
+    maps = used.parent
+    assert explore_web.map_file("x").parent == maps and maps.is_relative_to(tmp_path)
+    n_old = explore_web.KEPT_MAPS + 3
+    old = [explore_web.map_file(f"old{j}") for j in range(n_old)]
+    old[0] = old[0].with_name(
+        old[0].name.replace(f"-{__version__}.json", "-0.0.1.json")
+    )  # an earlier release's
+    for j, f in enumerate(old):
+        f.write_text("{}")
+        os.utime(f, (1_000 + j, 1_000 + j))  # oldest first, all older than the maps used below
+    os.utime(used, (1, 1))  # the oldest of all on disk ...
+    ExploreViews(data, max_points=150, map_file=used).map(k=3)  # ... but read now, so used
+    others = ["notes.txt", f"{old[1].name}.bak", f".{old[1].name}.123.tmp"]
+    for name in others:
+        (maps / name).write_text("mine")
+    dir_named_as_a_map = explore_web.map_file("sub").name
+    (maps / dir_named_as_a_map).mkdir()  # not a file
+    fresh = explore_web.map_file("fresh", seed=1, max_points=150)
+    ExploreViews(data, max_points=150, map_file=fresh).map(k=3)
+    assert len(tsne_calls) == 2  # "used" was read, not recomputed
+    newest_old = {f.name for f in old[n_old - (explore_web.KEPT_MAPS - 2) :]}
+    left = {p.name for p in maps.iterdir()}
+    assert left == {fresh.name, used.name, *newest_old, *others, dir_named_as_a_map}
+    assert all((maps / name).read_text() == "mine" for name in others)
 
 
 def test_clusterings_are_kept_and_bounded(mf_dir: Path) -> None:

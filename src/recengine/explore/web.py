@@ -15,9 +15,11 @@ no request of a large catalog needs an n × n distance matrix.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -61,6 +63,7 @@ __all__ = [
     "map_file",
     "map_view",
     "neighbours_view",
+    "prune_maps",
     "user_neighbours_view",
 ]
 
@@ -152,6 +155,10 @@ MAP_MAX_POINTS = 3_000  # t-SNE of this many points takes a few seconds on one c
 MAP_ITERATIONS = 500
 #: Part of a kept map's file name: raise it when what the map holds or how it is computed changes.
 MAP_FORMAT = 1
+#: Kept maps in the cache home beyond this many (the least recently used first) go when one is written.
+KEPT_MAPS = 16
+#: Every name :func:`map_file` gives, of any model version, settings, format or library version.
+_MAP_NAME = re.compile(r"[^\W_]+-seed-?\d+-points\d+-iter\d+-v\d+-[0-9A-Za-z.+!]+\.json")
 WEB_SAMPLE = 3_000  # items in a Ward tree or the k-selection curves (a 3,000² matrix is 36 MB)
 MAX_CLUSTERS = 40
 MAX_NEIGHBOURS = 100
@@ -226,6 +233,8 @@ class ExploreViews:
                 return None
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        with contextlib.suppress(OSError):
+            os.utime(self.map_file)  # used now: the last of the kept maps to be pruned
         return {**m, "index": index}
 
     def _write_map(self, m: dict[str, Any]) -> None:
@@ -240,6 +249,8 @@ class ExploreViews:
             os.replace(tmp, self.map_file)
         except OSError:
             tmp.unlink(missing_ok=True)
+            return
+        prune_maps(self.map_file.parent)
 
     @_one_thread
     def _compute_map(self) -> dict[str, Any]:
@@ -360,3 +371,21 @@ def map_file(version: str, *, seed: int = 0, max_points: int = MAP_MAX_POINTS) -
     safe = "".join(c for c in version if c.isalnum()) or "unknown"
     name = f"{safe}-seed{seed}-points{max_points}-iter{MAP_ITERATIONS}-v{MAP_FORMAT}-{__version__}.json"
     return cache_home() / "explore" / name
+
+
+def prune_maps(directory: Path, keep: int = KEPT_MAPS) -> None:
+    """Remove the kept maps in ``directory`` beyond the ``keep`` most recently used (written or read):
+    each model version and setting leaves one, and old ones are never asked for again. Only files
+    named exactly as :func:`map_file` names them are touched."""
+    maps: list[tuple[float, Path]] = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if _MAP_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    maps.append((entry.stat(follow_symlinks=False).st_mtime, Path(entry.path)))
+    except OSError:
+        return
+    maps.sort(key=lambda m: m[0], reverse=True)
+    for _, path in maps[keep:]:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
