@@ -119,13 +119,18 @@ def test_train_refuses_before_fitting(ml100k_dir, tmp_path, run):
     assert (mine / "notes.txt").read_text() == "keep me"
 
 
-def test_an_mf_run_that_diverges_says_so_without_numpy_warnings(ml100k_dir, tmp_path, run):
-    """An init_std beyond float32 overflows the initial factors: the one error line, no RuntimeWarning."""
+@pytest.mark.parametrize("solver", ["sgd", "als"])
+@pytest.mark.parametrize("init_std", ["1e10", "1e300"])
+def test_an_mf_run_that_diverges_says_so_without_numpy_warnings(ml100k_dir, tmp_path, run, solver, init_std):
+    """An init_std beyond float32 overflows the initial factors; 1e10 leaves ALS's first normal
+    equations numerically singular (its kernel raised ZeroDivisionError). Every solver: the one
+    error line, no warning, no model directory."""
     out = tmp_path / "m"
+    settings = ["--set", f"solver={solver}", "--set", f"init_std={init_std}"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        p = run("train", "mf", "--data", str(ml100k_dir), "--out", str(out), "--set", "init_std=1e300")
-    failed(p, "mf: training diverged at epoch 1")
+        p = run("train", "mf", "--data", str(ml100k_dir), "--out", str(out), *settings)
+    failed(p, "mf: training diverged at epoch 1", f"lower {'lr' if solver == 'sgd' else 'init_std'}")
     assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
     assert "Warning" not in p.stderr and not out.exists()
 

@@ -1,4 +1,5 @@
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -148,6 +149,20 @@ def test_als_half_step_is_the_closed_form_solution():
         n = mine.sum()
         x = np.linalg.solve(A.T @ A + n * np.diag([reg_b] + [reg] * k), A.T @ y)
         np.testing.assert_allclose(np.r_[bu[u], P[u]], x, rtol=1e-4, atol=1e-5)
+
+
+def test_als_half_step_from_overflowed_factors_writes_non_finite_rows_without_raising():
+    """inf and NaN in the frozen side make NaN pivots, which fastmath may take for zero: the kernel
+    must not raise ZeroDivisionError (it surfaced as SystemError from the parallel loop)."""
+    d = _data()
+    Q = np.full((d.n_items, 4), np.inf, np.float32)
+    Q[::2, 1] = np.nan
+    Q[1::2, 2] = -np.inf
+    bi = np.zeros(d.n_items, np.float32)
+    P, bu = np.zeros((d.n_users, 4), np.float32), np.zeros(d.n_users, np.float32)
+    indptr, idx, t = csr(d.user, d.item, d.rating - np.float32(3.5), d.n_users)
+    K.als_half(indptr, idx, t, Q, bi, 0.1, 0.1, P, bu)
+    assert not np.isfinite(P).all()
 
 
 # ----- the model ---------------------------------------------------------------------------------
@@ -300,6 +315,20 @@ def test_resume_refuses_a_checkpoint_of_other_params_or_data(tmp_path):
     assert "factors" not in str(err.value)  # only what differs is named
     with pytest.raises(TrainingError, match="data"):
         MF(FAST).fit(_data(seed=5), checkpoint_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("init_std", [1e10, 1e300])
+@pytest.mark.parametrize("solver", ["sgd", "als"])
+def test_a_huge_init_std_diverges_at_epoch_1_without_warnings(solver, init_std):
+    """1e300 is inf from the start. 1e10 fits float32, but with fewer ratings per user than factors
+    ALS's first normal equations are numerically singular at that scale and overflow (its kernel
+    raised ZeroDivisionError). Every solver ends in the one TrainingError, with no warning first."""
+    hint = "lower lr" if solver == "sgd" else "lower init_std"
+    params = FAST | {"solver": solver, "init_std": init_std, "reg": 0.1, "factors": 32}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TrainingError, match=f"diverged at epoch 1 .*; {hint}"):
+            MF(params).fit(_data(n=900))
 
 
 # ----- bad input ---------------------------------------------------------------------------------

@@ -165,11 +165,17 @@ def als_half(
             X[r, f] = sol[f + 1]
 
 
-@njit(fastmath=True, nogil=True, cache=True)
+@njit(fastmath=True, nogil=True, cache=True, error_model="numpy")
 def solve_row(
     others: np.ndarray, targets: np.ndarray, Y: np.ndarray, ybias: np.ndarray, reg: float, reg_bias: float
 ) -> np.ndarray:
-    """(b, x) for one user (or item) given its ratings; zeros when it has none. Used by fold-in too."""
+    """(b, x) for one user (or item) given its ratings; zeros when it has none. Used by fold-in too.
+
+    Overflowed factors (a huge ``init_std``, a diverging run) make the normal equations inf or NaN,
+    and under fastmath a NaN pivot may compare equal to zero: numba's default Python error model then
+    raised ZeroDivisionError from inside the parallel loop. The NumPy error model divides as IEEE
+    does (inf, NaN; the same bits for finite pivots), and the solver's finite-check reports it.
+    """
     k = Y.shape[1]
     m = k + 1
     n = others.shape[0]

@@ -5,6 +5,7 @@ which holds parameters, checkpoints, prediction and fold-in."""
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -117,7 +118,13 @@ def inverse(order: np.ndarray) -> npt.NDArray[np.int32]:
 
 def finite(s: State) -> bool:
     """Every factor and bias finite (a float32 overflow can leave the epoch's loss itself finite)."""
-    return all(bool(np.isfinite(a.sum(dtype=np.float64))) for a in (s.P, s.Q, s.bu, s.bi))
+    return all_finite(s.P, s.Q, s.bu, s.bi)
+
+
+def all_finite(*arrays: np.ndarray) -> bool:
+    """One float64 sum per array, no boolean temporary; inf + -inf is NaN, not a RuntimeWarning."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return all(bool(np.isfinite(a.sum(dtype=np.float64))) for a in arrays)
 
 
 def snake_blocks(counts: npt.NDArray[np.int64], B: int) -> npt.NDArray[np.int64]:
@@ -146,11 +153,17 @@ class ALSTrainer:
         pass
 
     def epoch(self, s: State, mu: float, epoch: int, lr: float, lr_bias: float) -> float:
-        """User side, then item side; returns the training sum of squared errors after both."""
+        """User side, then item side; returns the training sum of squared errors after both, or NaN
+        as soon as a side comes out non-finite (overflowed factors make its normal equations inf or
+        NaN): the epoch loop reports that as divergence, and the next side is not solved from it."""
         ip, ix, tg = self.by_user
         K.als_half(ip, ix, tg, s.Q, s.bi, self.reg, self.reg_bias, s.P, s.bu)
+        if not all_finite(s.P, s.bu):
+            return math.nan
         ip, ix, tg = self.by_item
         K.als_half(ip, ix, tg, s.P, s.bu, self.reg, self.reg_bias, s.Q, s.bi)
+        if not all_finite(s.Q, s.bi):
+            return math.nan
         return float(K.sum_sq_error(self.u, self.i, self.t, s.P, s.Q, s.bu, s.bi, 0.0))
 
 

@@ -219,9 +219,12 @@ class MF(Recommender):
             if not (math.isfinite(train_rmse + (v or 0.0)) and finite(work)):
                 kept = self.checkpoint_dir is not None and epoch > 0
                 where = f"; the last good checkpoint is kept in {self.checkpoint_dir}" if kept else ""
+                # ALS has no step size: its factors overflow from a huge start (the first user step
+                # solves against the initial item factors) or too little reg.
+                knob = f"lr (now {p.lr:g})" if p.solver == "sgd" else f"init_std (now {p.init_std:g})"
                 raise TrainingError(
                     f"mf: training diverged at epoch {epoch + 1} (the loss is not a finite number); "
-                    f"lower lr (now {p.lr:g}) or raise reg (now {p.reg:g}){where}"
+                    f"lower {knob} or raise reg (now {p.reg:g}){where}"
                 )
             improved = run.record(epoch, train_rmse, lr, v, (seconds, cpu))
             bar.advance(1, train_rmse)
