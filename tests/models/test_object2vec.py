@@ -35,7 +35,14 @@ from recengine.models.object2vec.members import (
     write_jobs,
 )
 from recengine.models.object2vec.sampling import sample_negatives
-from recengine.models.object2vec.tokens import N_RESERVED, PAD, UNK, title_words, user_histories
+from recengine.models.object2vec.tokens import (
+    N_RESERVED,
+    PAD,
+    UNK,
+    item_histories,
+    title_words,
+    user_histories,
+)
 
 #: One network (members=1) unless a test is about the ensemble.
 FAST = {
@@ -784,6 +791,7 @@ def test_member_jobs_round_trip_through_their_file(tmp_path: Path):
         user_tokens=tokens,
         item_tokens=tokens[::-1].copy(),
         history=history,
+        item_history=history,
         values=np.array([0.0, 1.0]),
         center=True,
         reg=0.01,
@@ -793,7 +801,7 @@ def test_member_jobs_round_trip_through_their_file(tmp_path: Path):
     jobs = [
         MemberJob(
             seed=3 + j,
-            spec=_spec(out_dim=2, history=j == 1, history_users=6, history_items=6),
+            spec=_spec(out_dim=2, history=j == 1, item_history=j == 1, history_users=6, history_items=6),
             config=Object2Vec(FAST_TOK, seed=3 + j).params.resolved(12).train_config(),
             checkpoint_dir=tmp_path / f"ckpt-{j}" if j else None,
             progress=False,
@@ -816,6 +824,8 @@ def test_member_jobs_round_trip_through_their_file(tmp_path: Path):
         )
         assert back_shared.history is not None
         np.testing.assert_array_equal(back_shared.history[1], history[1])
+        assert back_shared.item_history is not None
+        np.testing.assert_array_equal(back_shared.item_history[0], history[0])
         np.testing.assert_array_equal(back_shared.item_tokens, shared.item_tokens)
         assert rows.keys() == arrays.keys() and rows["target"].dtype == np.float32
         torch.testing.assert_close(
@@ -823,6 +833,8 @@ def test_member_jobs_round_trip_through_their_file(tmp_path: Path):
         )  # same seed, same start
     with pytest.raises(ValueError, match="needs the history table"):
         jobs[1].build(replace(shared, history=None))
+    with pytest.raises(ValueError, match="items' histories needs the history table"):
+        jobs[1].build(replace(shared, item_history=None))
 
 
 def test_a_failing_member_in_a_worker_raises_in_the_caller():
@@ -884,3 +896,62 @@ def test_user_history_choice_per_member_and_pairs_mode(tmp_path: Path):
     ]
     with pytest.raises(ConfigError, match="user_history=on"):
         Object2Vec(FAST_TOK, epochs=1, user_history="on").fit_pairs(path)
+
+
+# ----- the items' histories on the item side (flipped implicit feedback) -------------------------------
+def test_item_histories_are_csr_rows_of_the_raters():
+    data = Interactions.from_arrays(np.array([2, 0, 2, 1]), np.array([5, 6, 7, 5]), np.array([1.0, 2, 3, 4]))
+    offsets, users = item_histories(data)
+    assert offsets.tolist() == [0, 2, 3, 4]
+    ext = data.users.external[users].tolist()
+    assert sorted(ext[:2]) == [1, 2] and ext[2:] == [0, 2]
+
+
+def test_pooled_item_history_is_the_scaled_sum_of_raters_and_reaches_the_item_side():
+    spec = replace(_spec(), item_history=True, history_users=3, history_items=4)
+    offsets = torch.tensor([0, 1, 1, 4, 5])
+    raters = torch.tensor([2, 0, 1, 2, 1])
+    net = Object2VecNet(spec, torch.full((3, 2), PAD), torch.full((4, 2), PAD), None, (offsets, raters))
+    w = net.item_history.weight
+    got = net.pooled_item_history(torch.tensor([0, 1, 2, 3, -1, 9]))
+    torch.testing.assert_close(got[0], w[2])
+    assert torch.equal(got[1], torch.zeros(spec.enc_dim))  # nobody rated it
+    torch.testing.assert_close(got[2], (w[0] + w[1] + w[2]) / 3**0.5)
+    assert torch.equal(got[4:], torch.zeros(2, spec.enc_dim))  # a hidden id (UNK) and an unknown one
+    got.sum().backward()
+    assert w.grad is not None and bool((w.grad != 0).any(dim=1).all())
+    tokens = torch.tensor([[N_RESERVED + 2, PAD]])
+    with torch.no_grad():
+        no_items = replace(spec, item_history=False)
+        plain = Object2VecNet(no_items, torch.full((3, 2), PAD), torch.full((4, 2), PAD))
+        plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("item_history")})
+        torch.testing.assert_close(net.encode(1, tokens), plain.encode(1, tokens) + got[2:3].detach())
+        torch.testing.assert_close(net.encode(0, tokens), plain.encode(0, tokens))  # users untouched
+    with pytest.raises(ValueError, match="item history needs"):
+        Object2VecNet(spec, torch.full((3, 2), PAD), torch.full((4, 2), PAD))
+
+
+def test_item_history_choice_crosses_the_user_history_and_round_trips(tmp_path: Path):
+    data = groups()
+    crossed = Object2Vec(FAST_TOK, epochs=2, members=4, item_history="mixed").fit(data)
+    pairs = list(zip(crossed.layout["history_members"], crossed.layout["item_history_members"], strict=True))
+    assert pairs == [(False, False), (True, False), (False, True), (True, True)]
+    alone = Object2Vec(FAST_TOK, epochs=2, members=2, user_history="off", item_history="mixed").fit(data)
+    assert alone.layout["item_history_members"] == [False, True]
+    assert alone.layout["history"] == {"users": data.n_users, "items": data.n_items}
+    c = Object2Vec(**crossed.get_params())
+    m = crossed
+    c.restore(m.users, m.items, m.scale, m.seen(), m.state_arrays(), m.history)
+    np.testing.assert_array_equal(
+        c.predict_internal(data.user, data.item), crossed.predict_internal(data.user, data.item)
+    )
+    state = crossed.state_arrays()
+    del state["members.3.item_history_users"]
+    with pytest.raises(DataError, match="item history of member 3"):
+        Object2Vec(**crossed.get_params()).restore(
+            crossed.users, crossed.items, crossed.scale, crossed.seen(), state, crossed.history
+        )
+    path = tmp_path / "pairs.jsonl"
+    write_pairs(path, data.user + 1, data.item + 1, data.values())
+    with pytest.raises(ConfigError, match="item_history=on"):
+        Object2Vec(FAST_TOK, epochs=1, item_history="on").fit_pairs(path)

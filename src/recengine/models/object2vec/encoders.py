@@ -152,6 +152,7 @@ class NetSpec:
     history: bool = False  # enc0 adds the pooled embeddings of the items the user rated
     history_users: int = 0  # users of the history table (the rows of its offsets, less one)
     history_items: int = 0  # items a history can hold (the rows of its embedding table)
+    item_history: bool = False  # enc1 adds the pooled embeddings of the users who rated the item
 
 
 def build_encoder(network: str, embedding: nn.Embedding, enc_dim: int, layers: int, width: int) -> Encoder:
@@ -177,6 +178,7 @@ class Object2VecNet(PairNet):
         user_tokens: Tensor,
         item_tokens: Tensor,
         history: tuple[Tensor, Tensor] | None = None,
+        item_history: tuple[Tensor, Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -233,6 +235,16 @@ class Object2VecNet(PairNet):
             # Small start: the history refines what the id and side tokens say about a user.
             self.history = nn.Embedding(spec.history_items, spec.enc_dim, sparse=spec.sparse)
             nn.init.normal_(self.history.weight, std=spec.init_std / 5)
+        if spec.item_history:
+            if item_history is None:
+                raise ValueError("a network with an item history needs the history's offsets and users")
+            offsets, users = item_history
+            if offsets.shape != (spec.history_items + 1,):
+                raise ValueError(f"item history offsets must have {spec.history_items + 1} entries")
+            self.register_buffer("item_history_offsets", offsets.clone())
+            self.register_buffer("item_history_users", users.clone())
+            self.item_history = nn.Embedding(spec.history_users, spec.enc_dim, sparse=spec.sparse)
+            nn.init.normal_(self.item_history.weight, std=spec.init_std / 5)
 
     @staticmethod
     def _embedding(n: int, dim: int, spec: NetSpec) -> nn.Embedding:
@@ -256,6 +268,8 @@ class Object2VecNet(PairNet):
         out = enc(self.side_tokens(side, tokens))
         if side == 0 and self.spec.history:
             out = out + self.pooled_history(tokens[:, 0] - N_RESERVED)
+        if side == 1 and self.spec.item_history:
+            out = out + self.pooled_item_history(tokens[:, 0] - N_RESERVED)
         if not self.spec.bias:
             return out
         table = self.bias0 if side == 0 else self.bias1
@@ -268,22 +282,18 @@ class Object2VecNet(PairNet):
         """(B,) internal user ids → (B, enc_dim): the sum of the embeddings of the items each user
         rated in training, divided by the square root of their number (SVD++'s implicit feedback).
         Ids outside the table (a hidden id token, a user with no training rows) get zeros."""
-        offsets = self.get_buffer("history_offsets")
-        known = (users >= 0) & (users < self.spec.history_users)
-        rows = torch.where(known, users, torch.zeros_like(users))
-        starts = offsets[rows]
-        lengths = torch.where(known, offsets[rows + 1] - starts, torch.zeros_like(starts))
-        bag_starts = torch.cumsum(lengths, 0) - lengths
-        total = int(lengths.sum())
-        at = torch.repeat_interleave(starts - bag_starts, lengths) + torch.arange(total, device=users.device)
-        weights = torch.repeat_interleave(lengths.clamp(min=1).to(self.history.weight.dtype).rsqrt(), lengths)
-        return nn.functional.embedding_bag(
-            self.get_buffer("history_items")[at],
-            self.history.weight,
-            bag_starts,
-            mode="sum",
-            per_sample_weights=weights,
-            sparse=self.history.sparse,
+        return _pooled(
+            users, self.get_buffer("history_offsets"), self.get_buffer("history_items"), self.history
+        )
+
+    def pooled_item_history(self, items: Tensor) -> Tensor:
+        """(B,) internal item ids → (B, enc_dim): the same over the users who rated each item (the
+        "flipped" implicit feedback: an item is also known by who chose to rate it)."""
+        return _pooled(
+            items,
+            self.get_buffer("item_history_offsets"),
+            self.get_buffer("item_history_users"),
+            self.item_history,
         )
 
     def _train_tokens(self, side: int, tokens: Tensor) -> Tensor:
@@ -332,3 +342,20 @@ class Object2VecNet(PairNet):
                 pairs = self.combine(uu.repeat_interleave(m, dim=0), ii.repeat(k, 1))
                 out[r : r + k, c : c + m] = pairs.reshape(k, m, self.out_dim)
         return out
+
+
+def _pooled(ids: Tensor, offsets: Tensor, members: Tensor, table: nn.Embedding) -> Tensor:
+    """(B,) row ids of a CSR history (``offsets``, ``members``) → (B, dim): the sum of the members'
+    embeddings over the square root of their number; ids outside the table get zeros."""
+    n_rows = offsets.shape[0] - 1
+    known = (ids >= 0) & (ids < n_rows)
+    rows = torch.where(known, ids, torch.zeros_like(ids))
+    starts = offsets[rows]
+    lengths = torch.where(known, offsets[rows + 1] - starts, torch.zeros_like(starts))
+    bag_starts = torch.cumsum(lengths, 0) - lengths
+    total = int(lengths.sum())
+    at = torch.repeat_interleave(starts - bag_starts, lengths) + torch.arange(total, device=ids.device)
+    weights = torch.repeat_interleave(lengths.clamp(min=1).to(table.weight.dtype).rsqrt(), lengths)
+    return nn.functional.embedding_bag(
+        members[at], table.weight, bag_starts, mode="sum", per_sample_weights=weights, sparse=table.sparse
+    )

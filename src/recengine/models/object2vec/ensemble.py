@@ -36,9 +36,9 @@ class Object2VecEnsemble(PairNet):
         if not members:
             raise ValueError("an ensemble needs at least one member")
         first = members[0]
-        shape = replace(first.spec, history=False)
-        if any(replace(m.spec, history=False) != shape for m in members):
-            raise ValueError("the members of an ensemble must share one network spec (history aside)")
+        shape = replace(first.spec, history=False, item_history=False)
+        if any(replace(m.spec, history=False, item_history=False) != shape for m in members):
+            raise ValueError("the members of an ensemble must share one network spec (histories aside)")
         self.members = nn.ModuleList(members)
         self.spec = first.spec
         self.out_dim = first.out_dim

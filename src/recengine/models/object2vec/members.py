@@ -50,6 +50,7 @@ class MemberInputs:
     user_tokens: npt.NDArray[np.int64]
     item_tokens: npt.NDArray[np.int64]
     history: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None
+    item_history: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None
     values: npt.NDArray[np.float64] | None
     center: bool
     reg: float
@@ -75,9 +76,21 @@ class MemberJob:
             if shared.history is None:
                 raise ValueError("a member that reads the user's history needs the history table")
             history = (torch.from_numpy(shared.history[0]), torch.from_numpy(shared.history[1]))
+        item_history = None
+        if self.spec.item_history:
+            if shared.item_history is None:
+                raise ValueError("a member that reads the items' histories needs the history table")
+            item_history = (
+                torch.from_numpy(shared.item_history[0]),
+                torch.from_numpy(shared.item_history[1]),
+            )
         with seeded(self.seed):
             return Object2VecNet(
-                self.spec, torch.from_numpy(shared.user_tokens), torch.from_numpy(shared.item_tokens), history
+                self.spec,
+                torch.from_numpy(shared.user_tokens),
+                torch.from_numpy(shared.item_tokens),
+                history,
+                item_history,
             )
 
 
@@ -152,6 +165,8 @@ def write_jobs(
     data["table.user_tokens"], data["table.item_tokens"] = shared.user_tokens, shared.item_tokens
     if shared.history is not None:
         data["table.history_offsets"], data["table.history_items"] = shared.history
+    if shared.item_history is not None:
+        data["table.item_history_offsets"], data["table.item_history_users"] = shared.item_history
     if shared.values is not None:
         data["table.values"] = shared.values
     settings = {
@@ -179,10 +194,14 @@ def read_job(root: Path, j: int) -> tuple[MemberJob, MemberInputs, dict[str, np.
     history = None
     if "table.history_offsets" in data:
         history = (data["table.history_offsets"], data["table.history_items"])
+    item_history = None
+    if "table.item_history_offsets" in data:
+        item_history = (data["table.item_history_offsets"], data["table.item_history_users"])
     shared = MemberInputs(
         user_tokens=data["table.user_tokens"],
         item_tokens=data["table.item_tokens"],
         history=history,
+        item_history=item_history,
         values=data.get("table.values"),
         **meta["shared"],
     )

@@ -99,17 +99,20 @@ class Object2Vec(TorchRecommender):
         spec = self._spec(p)
         n_members = p.n_members(len(arrays["target"]))
         flags = self._history_flags(p, n_members)
-        history = None
-        if any(flags):
-            history = tk.user_histories(train)
+        item_flags = self._item_history_flags(p, n_members)
+        history = tk.user_histories(train) if any(flags) else None
+        item_history = tk.item_histories(train) if any(item_flags) else None
+        if any(flags) or any(item_flags):
             self.layout["history"] = {"users": train.n_users, "items": train.n_items}
         self.layout["members"] = n_members
         self.layout["history_members"] = flags
+        self.layout["item_history_members"] = item_flags
         values = self._class_values()
         shared = MemberInputs(
             user_tokens=user_table.tokens,
             item_tokens=item_table.tokens,
             history=history,
+            item_history=item_history,
             values=values,
             center=p.center,
             reg=p.reg,
@@ -119,7 +122,7 @@ class Object2Vec(TorchRecommender):
         )
         processes = self._member_processes(p, n_members, len(arrays["target"]))
         threads = p.threads if processes == 1 else (p.threads or max(1, cpu_count() // processes))
-        jobs = [self._member_job(p, j, flags[j], threads) for j in range(n_members)]
+        jobs = [self._member_job(p, j, flags[j], item_flags[j], threads) for j in range(n_members)]
         trained = train_members(jobs, shared, arrays, processes)
         members = [net for net, _ in trained]
         results = [result for _, result in trained]
@@ -134,14 +137,16 @@ class Object2Vec(TorchRecommender):
         self.history = {**results[0].as_dict(), "object2vec": info}
         self.net.eval()
 
-    def _member_job(self, p: Object2VecParams, j: int, history_on: bool, threads: int) -> MemberJob:
+    def _member_job(
+        self, p: Object2VecParams, j: int, history_on: bool, item_history_on: bool, threads: int
+    ) -> MemberJob:
         """Member j: seed + j; its checkpoints in ``member-j`` (the first member's in the root)."""
         where = self.checkpoint_dir
         if where is not None and j > 0:
             where = Path(where) / f"member-{j}"
         return MemberJob(
             seed=p.seed + j,
-            spec=self._spec(p, history=history_on),
+            spec=self._spec(p, history=history_on, item_history=item_history_on),
             config=p.model_copy(update={"seed": p.seed + j, "threads": threads}).train_config(),
             checkpoint_dir=where,
             progress=self.progress,
@@ -218,7 +223,24 @@ class Object2Vec(TorchRecommender):
             return [j % 2 == 1 for j in range(n_members)]
         return [p.user_history == "on"] * n_members
 
-    def _spec(self, params: Object2VecParams | None = None, history: bool = False) -> NetSpec:
+    def _item_history_flags(self, p: Object2VecParams, n_members: int) -> list[bool]:
+        """Which members read the items' histories: none, all, or half (``mixed``); beside a mixed
+        user history the halves cross, so that four members cover each combination once."""
+        if self.layout["mode"] != "interactions":
+            if p.item_history == "on":
+                raise ConfigError(
+                    "item_history=on needs items with histories; training from JSON Lines pairs has "
+                    "token sequences instead, so use item_history=off (or mixed, which is off here)"
+                )
+            return [False] * n_members
+        if p.item_history == "mixed":
+            step = 2 if p.user_history == "mixed" and n_members >= 4 else 1
+            return [(j // step) % 2 == 1 for j in range(n_members)]
+        return [p.item_history == "on"] * n_members
+
+    def _spec(
+        self, params: Object2VecParams | None = None, history: bool = False, item_history: bool = False
+    ) -> NetSpec:
         p = self.params if params is None else params
         head = p.num_classes if p.output_layer == "softmax" else 1
         table = self.layout.get("history") or {}
@@ -245,6 +267,7 @@ class Object2Vec(TorchRecommender):
             history=history,
             history_users=int(table.get("users", 0)),
             history_items=int(table.get("items", 0)),
+            item_history=item_history,
         )
 
     def _class_values(self) -> npt.NDArray[np.float64] | None:
@@ -400,18 +423,30 @@ class Object2Vec(TorchRecommender):
             raise DataError("object2vec state lacks its token tables")
         n_members = int(self.layout.get("members", 1))
         flags = [bool(f) for f in self.layout.get("history_members", [False] * n_members)]
+        item_flags = [bool(f) for f in self.layout.get("item_history_members", [False] * n_members)]
+        if len(flags) != n_members or len(item_flags) != n_members:
+            raise DataError(f"object2vec layout names histories for other than its {n_members} members")
         members = []
-        for j, flag in enumerate(flags):
+        for j, (flag, item_flag) in enumerate(zip(flags, item_flags, strict=True)):
             where = f"members.{j}." if n_members > 1 else ""
-            history = None
+            history = item_history = None
             if flag:
-                offsets, rated = arrays.get(f"{where}history_offsets"), arrays.get(f"{where}history_items")
-                if offsets is None or rated is None:
+                history = _csr(arrays, f"{where}history_offsets", f"{where}history_items")
+                if history is None:
                     raise DataError(f"object2vec state lacks the user history of member {j}")
-                history = (torch.from_numpy(offsets.copy()), torch.from_numpy(rated.copy()))
-            spec = self._spec(history=flag)
+            if item_flag:
+                item_history = _csr(arrays, f"{where}item_history_offsets", f"{where}item_history_users")
+                if item_history is None:
+                    raise DataError(f"object2vec state lacks the item history of member {j}")
+            spec = self._spec(history=flag, item_history=item_flag)
             members.append(
-                Object2VecNet(spec, torch.from_numpy(users.copy()), torch.from_numpy(items.copy()), history)
+                Object2VecNet(
+                    spec,
+                    torch.from_numpy(users.copy()),
+                    torch.from_numpy(items.copy()),
+                    history,
+                    item_history,
+                )
             )
         net = members[0] if n_members == 1 else Object2VecEnsemble(members)
         load_module_state(net, arrays)
@@ -512,3 +547,13 @@ class Object2Vec(TorchRecommender):
                 f"{self.name} was trained without item side tokens, so it cannot embed an item from "
                 "its content; fit with item features (use_dataset) and item_tokens other than []"
             )
+
+
+def _csr(
+    arrays: dict[str, np.ndarray], offsets: str, members: str
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A saved history's two arrays as tensors, or None when either is missing."""
+    a, b = arrays.get(offsets), arrays.get(members)
+    if a is None or b is None:
+        return None
+    return torch.from_numpy(a.copy()), torch.from_numpy(b.copy())

@@ -71,6 +71,7 @@ SEED_LAB2: dict[str, Any] = {
     "init_std": 0.05,
     "members": 1,
     "user_history": "off",
+    "item_history": "off",
 }
 #: The notebook's classifier: enc_dim 2048, MLP 1024 ReLU, softmax over 2 classes, batch 2048.
 SEED_LAB2_CLASSIFIER: dict[str, Any] = {
@@ -155,6 +156,13 @@ class Object2VecParams(TorchRatingParams):
         description="enc0 also adds the pooled embeddings of the items the user rated in training "
         "(SVD++'s implicit feedback): in no member, every member, or every second one (mixed: the "
         "ensemble then averages two views of each user, whose errors differ more than two seeds' do)",
+    )
+
+    item_history: Literal["off", "on", "mixed"] = Field(
+        "off",
+        description="enc1 also adds the pooled embeddings of the users who rated the item in training "
+        "(the flipped implicit feedback): in no member, every member, or half of them (mixed; beside "
+        "user_history=mixed the halves cross, so four members hold each combination once)",
     )
 
     # ----- encoders -------------------------------------------------------------------------------

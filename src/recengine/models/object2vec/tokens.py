@@ -337,3 +337,12 @@ def user_histories(train: Interactions) -> tuple[npt.NDArray[np.int64], npt.NDAr
     offsets = np.zeros(train.n_users + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return offsets, train.item[order].astype(np.int64)
+
+
+def item_histories(train: Interactions) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The users who rated each item in ``train``, as CSR offsets (n_items + 1) and user ids."""
+    order = np.argsort(train.item, kind="stable")
+    counts = np.bincount(train.item, minlength=train.n_items)
+    offsets = np.zeros(train.n_items + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets, train.user[order].astype(np.int64)
