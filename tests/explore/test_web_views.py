@@ -74,7 +74,8 @@ def test_kept_maps_are_bounded_and_only_maps_go(
     mf_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tsne_calls: list[int]
 ) -> None:
     """Writing a map prunes the cache directory to the KEPT_MAPS most recently used maps (a map that
-    is read counts as used); files not named as maps are never removed."""
+    is read counts as used) and drops the stale partial file of a killed write; files not named as
+    maps are never removed (a fresh partial file may be another process's write in progress)."""
     monkeypatch.setenv("RECENGINE_CACHE", str(tmp_path / "cache"))
     data = load(mf_dir)
     used = explore_web.map_file("used", max_points=150)
@@ -96,12 +97,15 @@ def test_kept_maps_are_bounded_and_only_maps_go(
         (maps / name).write_text("mine")
     dir_named_as_a_map = explore_web.map_file("sub").name
     (maps / dir_named_as_a_map).mkdir()  # not a file
+    killed = maps / f".{old[2].name}.456.tmp"  # the partial file of a write killed long ago
+    killed.write_text("{")
+    os.utime(killed, (1_000, 1_000))
     fresh = explore_web.map_file("fresh", seed=1, max_points=150)
     ExploreViews(data, max_points=150, map_file=fresh).map(k=3)
     assert len(tsne_calls) == 2  # "used" was read, not recomputed
     newest_old = {f.name for f in old[n_old - (explore_web.KEPT_MAPS - 2) :]}
     left = {p.name for p in maps.iterdir()}
-    assert left == {fresh.name, used.name, *newest_old, *others, dir_named_as_a_map}
+    assert left == {fresh.name, used.name, *newest_old, *others, dir_named_as_a_map}  # not `killed`
     assert all((maps / name).read_text() == "mine" for name in others)
 
 

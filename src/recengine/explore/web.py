@@ -21,6 +21,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -159,6 +160,10 @@ MAP_FORMAT = 1
 KEPT_MAPS = 16
 #: Every name :func:`map_file` gives, of any model version, settings, format or library version.
 _MAP_NAME = re.compile(r"[^\W_]+-seed-?\d+-points\d+-iter\d+-v\d+-[0-9A-Za-z.+!]+\.json")
+#: The partial file of a map being written (``.<map name>.<pid>.tmp``); one this old was left by a
+#: process killed mid-write (a whole map is written in well under a second).
+_MAP_TMP = re.compile(r"\.(?P<map>.+)\.\d+\.tmp")
+STALE_TMP_SECONDS = 3_600
 WEB_SAMPLE = 3_000  # items in a Ward tree or the k-selection curves (a 3,000² matrix is 36 MB)
 MAX_CLUSTERS = 40
 MAX_NEIGHBOURS = 100
@@ -376,16 +381,29 @@ def map_file(version: str, *, seed: int = 0, max_points: int = MAP_MAX_POINTS) -
 def prune_maps(directory: Path, keep: int = KEPT_MAPS) -> None:
     """Remove the kept maps in ``directory`` beyond the ``keep`` most recently used (written or read):
     each model version and setting leaves one, and old ones are never asked for again. Only files
-    named exactly as :func:`map_file` names them are touched."""
+    named exactly as :func:`map_file` names them are touched, and the partial files of map writes
+    killed more than ``STALE_TMP_SECONDS`` ago."""
     maps: list[tuple[float, Path]] = []
+    stale: list[Path] = []
+    now = time.time()
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                if _MAP_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                    maps.append((entry.stat(follow_symlinks=False).st_mtime, Path(entry.path)))
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+                if _MAP_NAME.fullmatch(entry.name):
+                    maps.append((mtime, Path(entry.path)))
+                elif _is_map_tmp(entry.name) and now - mtime > STALE_TMP_SECONDS:
+                    stale.append(Path(entry.path))
     except OSError:
         return
     maps.sort(key=lambda m: m[0], reverse=True)
-    for _, path in maps[keep:]:
+    for path in [*(p for _, p in maps[keep:]), *stale]:
         with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)
+
+
+def _is_map_tmp(name: str) -> bool:
+    tmp = _MAP_TMP.fullmatch(name)
+    return tmp is not None and _MAP_NAME.fullmatch(tmp["map"]) is not None
