@@ -207,6 +207,8 @@ def test_rewrites_its_own_report_but_not_beside_other_files(mf_dir, tmp_path, mo
     code, err = _main(monkeypatch, capsys, *args, "--no-k-selection", "--json")  # both methods now
     assert code == 0, err
     assert (tmp_path / "map_agglomerative.png").exists()
+    assert _main(monkeypatch, capsys, *args, *quick)[0] == 0  # one method again: the other map goes
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["map_genre.png", "map_kmeans.png"]
     (tmp_path / "notes.txt").write_text("keep")
     before = (tmp_path / "report.html").read_bytes()
     code, err = _main(monkeypatch, capsys, *args, *quick)

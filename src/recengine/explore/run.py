@@ -88,9 +88,11 @@ def _write(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     for name in ["explore.json", *(n for n in names.values() if n != "explore.json")]:
         os.replace(staging / name, out_dir / name)
     staging.rmdir()
-    for p in out_dir.iterdir():  # what killed runs left behind
+    for p in out_dir.iterdir():  # what killed runs left behind, and an earlier report's other maps
         if _is_staging(p):
             shutil.rmtree(p, ignore_errors=True)
+        elif p.name in OWN_FILES and p.name not in names.values() and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
     return {k: out_dir / n for k, n in names.items()}
 
 
