@@ -130,7 +130,8 @@ def test_an_mf_run_that_diverges_says_so_without_numpy_warnings(ml100k_dir, tmp_
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         p = run("train", "mf", "--data", str(ml100k_dir), "--out", str(out), *settings)
-    failed(p, "mf: training diverged at epoch 1", f"lower {'lr' if solver == 'sgd' else 'init_std'}")
+    hint = "lower lr (now 0.006) or init_std" if solver == "sgd" else "lower init_std"
+    failed(p, "mf: training diverged at epoch 1", hint)
     assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
     assert "Warning" not in p.stderr and not out.exists()
 

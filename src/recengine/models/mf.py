@@ -220,8 +220,12 @@ class MF(Recommender):
                 kept = self.checkpoint_dir is not None and epoch > 0
                 where = f"; the last good checkpoint is kept in {self.checkpoint_dir}" if kept else ""
                 # ALS has no step size: its factors overflow from a huge start (the first user step
-                # solves against the initial item factors) or too little reg.
-                knob = f"lr (now {p.lr:g})" if p.solver == "sgd" else f"init_std (now {p.init_std:g})"
+                # solves against the initial item factors) or too little reg. SGD's step is the usual
+                # cause, but a start far beyond the ratings' scale (init_std > 1) is named too.
+                knobs = [f"lr (now {p.lr:g})"] if p.solver == "sgd" else []
+                if p.solver != "sgd" or p.init_std > 1:
+                    knobs.append(f"init_std (now {p.init_std:g})")
+                knob = " or ".join(knobs)
                 raise TrainingError(
                     f"mf: training diverged at epoch {epoch + 1} (the loss is not a finite number); "
                     f"lower {knob} or raise reg (now {p.reg:g}){where}"
