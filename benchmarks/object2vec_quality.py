@@ -19,6 +19,9 @@
 * cold-start movies: 10% of the movies of ua.base (``default_rng(0)``) are removed from training;
   RMSE on their ua.test ratings of the content-token model, the ids-only model (every cold movie is
   the UNK token) and mu + b_u (user bias plus global mean; these movies have no item bias).
+* ``item-history`` (only with ``--only item-history``): the flipped history (``item_history=mixed``
+  and ``on``) on the inner split of ``tune``, then ``mixed`` on ua.test for RMSE and for the binary
+  metrics of the five-class model.
 * ``ensemble-speed`` (only with ``--only ensemble-speed``): the default fit's wall time on ua.base with
   every core, members trained in turn against side by side in worker processes.
 * training speed on the ml-20m shape (synthetic, seed 0): one epoch over 1,000,000 sampled rows (the
@@ -207,7 +210,11 @@ def blend_section(ratings: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     rated, test = ratings.folds[0].train, ratings.folds[0].test
     inner, held = inner_split(rated, ds.path)
     peers = BLEND_PEERS[:2] if quick else BLEND_PEERS
-    params = {**next(iter(RATING_CLASS_CONFIGS.values())), **({"epochs": 2} if quick else {})}
+    params = {
+        **next(iter(RATING_CLASS_CONFIGS.values())),
+        **NO_ITEM_HISTORY,
+        **({"epochs": 2} if quick else {}),
+    }
     columns: dict[str, list[np.ndarray]] = {}
     for train, query in ((inner, held), (rated, test)):
         model, _ = fit("object2vec", params, train, ds)
@@ -327,6 +334,9 @@ def cold_section(run: ProtocolRun, quick: bool) -> dict[str, Any]:
     return {"held_movies": len(held), "train_rows": len(train), "test_rows": len(test), "rows": rows}
 
 
+#: The tune, blend and ensemble-speed rows were measured before ``item_history=mixed`` became a
+#: default; they pin the earlier setting so that a rerun reproduces them.
+NO_ITEM_HISTORY: dict[str, Any] = {"item_history": "off"}
 #: What the defaults were chosen from (``--only tune``): RMSE on an inner split of ua.base, never
 #: ua.test, beside mf and the bias baseline fitted on the same rows. Single networks from three seeds
 #: show how much one network depends on its seed; the ensembles average such networks.
@@ -336,11 +346,17 @@ TUNE_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "bias": ("bias", {}),
     **{f"object2vec, one network, seed {s}": ("object2vec", {**ONE, "seed": s}) for s in (0, 1, 2)},
     "object2vec, one network with the user's history": ("object2vec", {**ONE, "user_history": "on"}),
-    "object2vec, 3 networks (seeds 0-2)": ("object2vec", {"members": 3, "user_history": "off"}),
-    "object2vec, 3 networks (seeds 3-5)": ("object2vec", {"members": 3, "user_history": "off", "seed": 3}),
-    "object2vec, 3 networks, the 2nd with history": ("object2vec", {"members": 3}),
-    "object2vec, 4 networks, 2nd and 4th with history (the defaults)": ("object2vec", {}),
-    "object2vec, the defaults from seed 4": ("object2vec", {"seed": 4}),
+    "object2vec, 3 networks (seeds 0-2)": (
+        "object2vec",
+        {"members": 3, "user_history": "off", **NO_ITEM_HISTORY},
+    ),
+    "object2vec, 3 networks (seeds 3-5)": (
+        "object2vec",
+        {"members": 3, "user_history": "off", "seed": 3, **NO_ITEM_HISTORY},
+    ),
+    "object2vec, 3 networks, the 2nd with history": ("object2vec", {"members": 3, **NO_ITEM_HISTORY}),
+    "object2vec, 4 networks, 2nd and 4th with history (the defaults)": ("object2vec", NO_ITEM_HISTORY),
+    "object2vec, the defaults from seed 4": ("object2vec", {"seed": 4, **NO_ITEM_HISTORY}),
 }
 
 
@@ -378,6 +394,46 @@ def tune_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+#: The flipped history (``item_history``): enc1 also pools the users who rated the item. Measured
+#: beside the defaults on the inner split first (what a default is chosen from), then on ua.test.
+ITEM_HISTORY_TUNE: dict[str, dict[str, Any]] = {
+    "object2vec, 4 networks, user and item histories crossed (item_history=mixed)": {"item_history": "mixed"},
+    "object2vec, 4 networks, every one with the item history (item_history=on)": {"item_history": "on"},
+}
+ITEM_HISTORY_TEST: dict[str, dict[str, Any]] = {
+    "object2vec (item_history=mixed)": {"item_history": "mixed"},
+    "object2vec (5 rating classes, P(rating > 3), item_history=mixed)": {
+        **next(iter(RATING_CLASS_CONFIGS.values())),
+        "item_history": "mixed",
+    },
+}
+
+
+def item_history_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
+    """The item history's rows: RMSE on the inner split (beside the defaults' row of ``tune``), then
+    ua.test's RMSE and the binary metrics of P(rating > 3) (beside the defaults' rows)."""
+    assert run.dataset.path is not None
+    fold = run.folds[0]
+    fit_rows, held = inner_split(fold.train, run.dataset.path)
+    extra = {"epochs": 2} if quick else {}
+    rows = []
+    for split, configs, train, query in (
+        ("inner split (ub.test's rows)", ITEM_HISTORY_TUNE, fit_rows, held),
+        ("ua.test", ITEM_HISTORY_TEST, fold.train, fold.test),
+    ):
+        for label, params in configs.items():
+            model, secs = fit("object2vec", {**params, **extra}, train, run.dataset)
+            pred = model.predict_internal(query.user, query.item)
+            truth = query.values()
+            if params.get("rating_classes"):
+                metrics = binary_metrics((truth > 3).astype(np.float64), pred)
+            else:
+                metrics = rating_metrics(truth, pred)
+            info = training_info(model)
+            rows.append({"system": label, "split": split, "fit_seconds": secs, **metrics, **info})
+    return rows
+
+
 def ensemble_speed_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     """Wall time of the default fit on ua.base with every core (threads=0), in the same run: the
     members one after another, each on every thread, against the members side by side in worker
@@ -391,7 +447,7 @@ def ensemble_speed_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]
         ("members in turn, every thread each", 1),
         ("members side by side (auto)", "auto"),
     ):
-        model = Object2Vec(member_processes=processes, **({"epochs": 2} if quick else {}))
+        model = Object2Vec(member_processes=processes, **NO_ITEM_HISTORY, **({"epochs": 2} if quick else {}))
         model.use_dataset(ds)
         t0 = time.perf_counter()
         model.fit(fold.train)
@@ -515,7 +571,8 @@ def markdown(res: dict[str, Any]) -> str:
         lines += [
             "**ml100k-ua-binary, stacked** (`--only binary-blend`; the weights fitted on ub.test's rows "
             "of ua.base, each input fitted on the rest of ua.base, then everything refitted on ua.base; "
-            "a bound on what blending buys here, not a model of ours)",
+            "a bound on what blending buys here, not a model of ours; object2vec with item_history=off, "
+            "the default when it was measured)",
             "",
         ]
         lines += [*_table(res["binary-blend"], ["accuracy", "f1", "auc", "log_loss"]), ""]
@@ -534,14 +591,25 @@ def markdown(res: dict[str, Any]) -> str:
     if "tune" in res:
         lines += [
             "**choosing the defaults** (`--only tune`; RMSE on the rows of ub.test, which ua.base holds, "
-            "fitted on the rest of ua.base; ua.test is never looked at)",
+            "fitted on the rest of ua.base; ua.test is never looked at; measured before the item "
+            "history, with item_history=off: the defaults of then, whose item-history rows follow)",
             "",
         ]
         lines += [*_table(res["tune"], ["rmse", "mae", "best_epoch", "fit_seconds"]), ""]
+    if "item-history" in res:
+        lines += [
+            "**the item history** (`--only item-history`; enc1 also pools the users who rated the "
+            "item; the inner split as in the table above, whose defaults row is the reference; then "
+            "ua.test beside the defaults' rows of the first two tables)",
+            "",
+        ]
+        cols = ["split", "rmse", "mae", "accuracy", "f1", "auc", "log_loss", "fit_seconds"]
+        lines += [*_table(res["item-history"], cols), ""]
     if "ensemble-speed" in res:
         lines += [
             "**the default ensemble's fit, every core** (`--only ensemble-speed`; ua.base, threads=0, "
-            "the members in turn against side by side in worker processes, same run)",
+            "the members in turn against side by side in worker processes, same run; item_history=off, "
+            "the default when it was measured)",
             "",
         ]
         cols = ["processes", "cores", "fit_seconds", "speedup", "rmse"]
@@ -588,6 +656,8 @@ def main(argv: list[str] | None = None) -> None:
             res[name] = cold_section(build("ml100k-ua", args.data), args.quick)
         elif name == "tune":
             res[name] = tune_section(build("ml100k-ua", args.data), args.quick)
+        elif name == "item-history":
+            res[name] = item_history_section(build("ml100k-ua", args.data), args.quick)
         elif name == "ensemble-speed":
             res[name] = ensemble_speed_section(build("ml100k-ua", args.data), args.quick)
         elif name == "speed" and not args.no_speed:
