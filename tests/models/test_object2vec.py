@@ -678,7 +678,7 @@ def test_members_auto_by_data_size_and_bounds():
 
 def test_ensemble_is_the_mean_of_networks_trained_from_consecutive_seeds():
     data, meta, _ = content_data()
-    params = {**FAST_TOK, "epochs": 4, "members": 3, "seed": 5, "user_history": "off"}
+    params = {**FAST_TOK, "epochs": 4, "members": 3, "seed": 5, "user_history": "off", "item_history": "off"}
 
     def fitted(**kw: Any) -> Object2Vec:
         m = Object2Vec(params, **kw)
