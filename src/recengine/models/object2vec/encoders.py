@@ -225,26 +225,41 @@ class Object2VecNet(PairNet):
             )
             self.register_buffer("bias_direction", direction.float())
         if spec.history:
-            if history is None:
-                raise ValueError("a network with a user history needs the history's offsets and items")
-            offsets, items = history
-            if offsets.shape != (spec.history_users + 1,):
-                raise ValueError(f"history offsets must have {spec.history_users + 1} entries")
-            self.register_buffer("history_offsets", offsets.clone())
-            self.register_buffer("history_items", items.clone())
             # Small start: the history refines what the id and side tokens say about a user.
-            self.history = nn.Embedding(spec.history_items, spec.enc_dim, sparse=spec.sparse)
-            nn.init.normal_(self.history.weight, std=spec.init_std / 5)
+            self.history = self._history_table(
+                history, "a user history", "history", "items", spec.history_users, spec.history_items
+            )
         if spec.item_history:
-            if item_history is None:
-                raise ValueError("a network with an item history needs the history's offsets and users")
-            offsets, users = item_history
-            if offsets.shape != (spec.history_items + 1,):
-                raise ValueError(f"item history offsets must have {spec.history_items + 1} entries")
-            self.register_buffer("item_history_offsets", offsets.clone())
-            self.register_buffer("item_history_users", users.clone())
-            self.item_history = nn.Embedding(spec.history_users, spec.enc_dim, sparse=spec.sparse)
-            nn.init.normal_(self.item_history.weight, std=spec.init_std / 5)
+            self.item_history = self._history_table(
+                item_history,
+                "an item history",
+                "item_history",
+                "users",
+                spec.history_items,
+                spec.history_users,
+            )
+
+    def _history_table(
+        self,
+        csr: tuple[Tensor, Tensor] | None,
+        label: str,
+        name: str,
+        members: str,
+        n_rows: int,
+        n_members: int,
+    ) -> nn.Embedding:
+        """Keep a CSR history (``<name>_offsets``, ``<name>_<members>`` buffers) and make the table
+        of its members' embeddings, started small beside the id and side tokens."""
+        if csr is None:
+            raise ValueError(f"a network with {label} needs the history's offsets and {members}")
+        offsets, ids = csr
+        if offsets.shape != (n_rows + 1,):
+            raise ValueError(f"{name.replace('_', ' ')} offsets must have {n_rows + 1} entries")
+        self.register_buffer(f"{name}_offsets", offsets.clone())
+        self.register_buffer(f"{name}_{members}", ids.clone())
+        table = nn.Embedding(n_members, self.spec.enc_dim, sparse=self.spec.sparse)
+        nn.init.normal_(table.weight, std=self.spec.init_std / 5)
+        return table
 
     @staticmethod
     def _embedding(n: int, dim: int, spec: NetSpec) -> nn.Embedding:

@@ -212,31 +212,28 @@ class Object2Vec(TorchRecommender):
 
     def _history_flags(self, p: Object2VecParams, n_members: int) -> list[bool]:
         """Which members read the user's history: none, all, or every second one (``mixed``)."""
-        if self.layout["mode"] != "interactions":
-            if p.user_history == "on":
-                raise ConfigError(
-                    "user_history=on needs users with histories; training from JSON Lines pairs has "
-                    "token sequences instead, so use user_history=off (or mixed, which is off here)"
-                )
-            return [False] * n_members
-        if p.user_history == "mixed":
-            return [j % 2 == 1 for j in range(n_members)]
-        return [p.user_history == "on"] * n_members
+        return self._member_flags("user_history", p.user_history, n_members, step=1)
 
     def _item_history_flags(self, p: Object2VecParams, n_members: int) -> list[bool]:
         """Which members read the items' histories: none, all, or half (``mixed``); beside a mixed
         user history the halves cross, so that four members cover each combination once."""
+        step = 2 if p.user_history == "mixed" and n_members >= 4 else 1
+        return self._member_flags("item_history", p.item_history, n_members, step)
+
+    def _member_flags(self, name: str, setting: str, n_members: int, step: int) -> list[bool]:
+        """``off``: no member, ``on``: every one, ``mixed``: alternate runs of ``step`` members from
+        the second run on. JSON Lines pairs have token sequences, not histories: only ``on`` is an error."""
         if self.layout["mode"] != "interactions":
-            if p.item_history == "on":
+            if setting == "on":
+                side = name.removesuffix("_history")
                 raise ConfigError(
-                    "item_history=on needs items with histories; training from JSON Lines pairs has "
-                    "token sequences instead, so use item_history=off (or mixed, which is off here)"
+                    f"{name}=on needs {side}s with histories; training from JSON Lines pairs has "
+                    f"token sequences instead, so use {name}=off (or mixed, which is off here)"
                 )
             return [False] * n_members
-        if p.item_history == "mixed":
-            step = 2 if p.user_history == "mixed" and n_members >= 4 else 1
+        if setting == "mixed":
             return [(j // step) % 2 == 1 for j in range(n_members)]
-        return [p.item_history == "on"] * n_members
+        return [setting == "on"] * n_members
 
     def _spec(
         self, params: Object2VecParams | None = None, history: bool = False, item_history: bool = False

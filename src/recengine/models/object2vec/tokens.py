@@ -332,17 +332,19 @@ def pad_sequences(
 
 def user_histories(train: Interactions) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The items each user rated in ``train``, as CSR offsets (n_users + 1) and item ids (internal)."""
-    order = np.argsort(train.user, kind="stable")
-    counts = np.bincount(train.user, minlength=train.n_users)
-    offsets = np.zeros(train.n_users + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    return offsets, train.item[order].astype(np.int64)
+    return _csr_rows(train.user, train.item, train.n_users)
 
 
 def item_histories(train: Interactions) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The users who rated each item in ``train``, as CSR offsets (n_items + 1) and user ids."""
-    order = np.argsort(train.item, kind="stable")
-    counts = np.bincount(train.item, minlength=train.n_items)
-    offsets = np.zeros(train.n_items + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    return offsets, train.user[order].astype(np.int64)
+    return _csr_rows(train.item, train.user, train.n_items)
+
+
+def _csr_rows(
+    rows: npt.NDArray[np.integer], members: npt.NDArray[np.integer], n_rows: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The members of each row, in the order of the input within a row, as CSR offsets and ids."""
+    order = np.argsort(rows, kind="stable")
+    offsets = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=offsets[1:])
+    return offsets, members[order].astype(np.int64)
