@@ -210,11 +210,7 @@ def blend_section(ratings: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     rated, test = ratings.folds[0].train, ratings.folds[0].test
     inner, held = inner_split(rated, ds.path)
     peers = BLEND_PEERS[:2] if quick else BLEND_PEERS
-    params = {
-        **next(iter(RATING_CLASS_CONFIGS.values())),
-        **NO_ITEM_HISTORY,
-        **({"epochs": 2} if quick else {}),
-    }
+    params = {**next(iter(RATING_CLASS_CONFIGS.values())), **({"epochs": 2} if quick else {})}
     columns: dict[str, list[np.ndarray]] = {}
     for train, query in ((inner, held), (rated, test)):
         model, _ = fit("object2vec", params, train, ds)
@@ -334,8 +330,8 @@ def cold_section(run: ProtocolRun, quick: bool) -> dict[str, Any]:
     return {"held_movies": len(held), "train_rows": len(train), "test_rows": len(test), "rows": rows}
 
 
-#: The tune, blend and ensemble-speed rows were measured before ``item_history=mixed`` became a
-#: default; they pin the earlier setting so that a rerun reproduces them.
+#: The tune rows were measured before ``item_history=mixed`` became a default; they pin the earlier
+#: setting so that a rerun reproduces them.
 NO_ITEM_HISTORY: dict[str, Any] = {"item_history": "off"}
 #: What the defaults were chosen from (``--only tune``): RMSE on an inner split of ua.base, never
 #: ua.test, beside mf and the bias baseline fitted on the same rows. Single networks from three seeds
@@ -447,7 +443,7 @@ def ensemble_speed_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]
         ("members in turn, every thread each", 1),
         ("members side by side (auto)", "auto"),
     ):
-        model = Object2Vec(member_processes=processes, **NO_ITEM_HISTORY, **({"epochs": 2} if quick else {}))
+        model = Object2Vec(member_processes=processes, **({"epochs": 2} if quick else {}))
         model.use_dataset(ds)
         t0 = time.perf_counter()
         model.fit(fold.train)
@@ -571,8 +567,7 @@ def markdown(res: dict[str, Any]) -> str:
         lines += [
             "**ml100k-ua-binary, stacked** (`--only binary-blend`; the weights fitted on ub.test's rows "
             "of ua.base, each input fitted on the rest of ua.base, then everything refitted on ua.base; "
-            "a bound on what blending buys here, not a model of ours; object2vec with item_history=off, "
-            "the default when it was measured)",
+            "a bound on what blending buys here, not a model of ours)",
             "",
         ]
         lines += [*_table(res["binary-blend"], ["accuracy", "f1", "auc", "log_loss"]), ""]
@@ -608,8 +603,7 @@ def markdown(res: dict[str, Any]) -> str:
     if "ensemble-speed" in res:
         lines += [
             "**the default ensemble's fit, every core** (`--only ensemble-speed`; ua.base, threads=0, "
-            "the members in turn against side by side in worker processes, same run; item_history=off, "
-            "the default when it was measured)",
+            "the members in turn against side by side in worker processes, same run)",
             "",
         ]
         cols = ["processes", "cores", "fit_seconds", "speedup", "rmse"]
