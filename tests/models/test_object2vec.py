@@ -847,6 +847,13 @@ def test_a_failing_member_in_a_worker_raises_in_the_caller():
 
 
 # ----- the user's history on the user side -------------------------------------------------------------
+def _without_history(net: Object2VecNet, spec: NetSpec, prefix: str) -> Object2VecNet:
+    """The 3-user, 4-item test network under ``spec`` (one history off), with ``net``'s other weights."""
+    plain = Object2VecNet(spec, torch.full((3, 2), PAD), torch.full((4, 2), PAD))
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith(prefix)})
+    return plain
+
+
 def test_user_histories_are_csr_rows_of_the_rated_items():
     data = Interactions.from_arrays(np.array([2, 0, 2, 1]), np.array([5, 6, 7, 5]), np.array([1.0, 2, 3, 4]))
     offsets, items = user_histories(data)
@@ -871,9 +878,7 @@ def test_pooled_history_is_the_scaled_sum_of_rated_items_and_gets_gradients():
     # The user side reads it through the id token (N_RESERVED + the internal id).
     tokens = torch.tensor([[N_RESERVED + 2, PAD]])
     with torch.no_grad():
-        plain = replace(spec, history=False)
-        base = Object2VecNet(plain, torch.full((3, 2), PAD), torch.full((4, 2), PAD))
-        base.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("history")})
+        base = _without_history(net, replace(spec, history=False), "history")
         torch.testing.assert_close(net.encode(0, tokens), base.encode(0, tokens) + got[2:3].detach())
 
 
@@ -922,9 +927,7 @@ def test_pooled_item_history_is_the_scaled_sum_of_raters_and_reaches_the_item_si
     assert w.grad is not None and bool((w.grad != 0).any(dim=1).all())
     tokens = torch.tensor([[N_RESERVED + 2, PAD]])
     with torch.no_grad():
-        no_items = replace(spec, item_history=False)
-        plain = Object2VecNet(no_items, torch.full((3, 2), PAD), torch.full((4, 2), PAD))
-        plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("item_history")})
+        plain = _without_history(net, replace(spec, item_history=False), "item_history")
         torch.testing.assert_close(net.encode(1, tokens), plain.encode(1, tokens) + got[2:3].detach())
         torch.testing.assert_close(net.encode(0, tokens), plain.encode(0, tokens))  # users untouched
     with pytest.raises(ValueError, match="item history needs"):
