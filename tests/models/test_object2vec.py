@@ -958,3 +958,54 @@ def test_item_history_choice_crosses_the_user_history_and_round_trips(tmp_path: 
     write_pairs(path, data.user + 1, data.item + 1, data.values())
     with pytest.raises(ConfigError, match="item_history=on"):
         Object2Vec(FAST_TOK, epochs=1, item_history="on").fit_pairs(path)
+
+
+def test_histories_longer_than_the_cap_keep_a_seeded_sample_in_input_order():
+    # user 0 rated 8 items, user 1 two; items 0 and 3 have both users as raters
+    users = np.array([0] * 8 + [1, 1])
+    items = np.array([0, 1, 2, 3, 4, 5, 6, 7, 0, 3])
+    data = Interactions.from_arrays(users + 10, items + 20, np.ones(10))
+    full_offsets, full = user_histories(data)
+    with pytest.warns(UserWarning, match="1 user histories were longer than history_max_len=3"):
+        offsets, kept = user_histories(data, max_len=3, seed=5)
+    assert offsets.tolist() == [0, 3, 5]
+    row0 = kept[:3].tolist()
+    assert len(set(row0)) == 3 and set(row0) <= set(full[:8].tolist())
+    assert row0 == [i for i in full[:8].tolist() if i in row0]  # still in input order
+    assert kept[3:].tolist() == full[8:].tolist()  # a short row is whole
+    with pytest.warns(UserWarning):
+        again = user_histories(data, max_len=3, seed=5)[1]
+    assert again.tolist() == kept.tolist()  # the same seed draws the same sample
+    draws = set()
+    for seed in range(6):
+        with pytest.warns(UserWarning):
+            draws.add(tuple(user_histories(data, max_len=3, seed=seed)[1][:3].tolist()))
+    assert len(draws) > 1  # another seed another sample
+    # at or above the longest row nothing changes and nothing is said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same = user_histories(data, max_len=8)
+        raters = item_histories(data, max_len=2)
+    assert same[0].tolist() == full_offsets.tolist() and same[1].tolist() == full.tolist()
+    assert raters[0].tolist() == item_histories(data)[0].tolist()
+
+
+def test_the_history_cap_reaches_training_and_the_saved_model():
+    data = groups()
+    per_user = np.bincount(data.user)
+    cap = int(np.sort(per_user)[len(per_user) // 2])  # about half the users are over it
+    with pytest.warns(UserWarning, match="history_max_len"):
+        model = Object2Vec(FAST_TOK, epochs=1, user_history="on", item_history="on", history_max_len=cap)
+        model.fit(data)
+    info = model.history["object2vec"]["history_sampled"]
+    assert info["user"] == int((per_user > cap).sum()) > 0
+    assert info["item"] == int((np.bincount(data.item) > cap).sum())
+    offsets = model.state_arrays()["history_offsets"]
+    assert int(np.diff(offsets).max()) == cap
+    c = Object2Vec(**model.get_params())
+    c.restore(model.users, model.items, model.scale, model.seen(), model.state_arrays(), model.history)
+    np.testing.assert_array_equal(
+        c.predict_internal(data.user, data.item), model.predict_internal(data.user, data.item)
+    )
+    with pytest.raises(ConfigError, match="history_max_len"):
+        Object2Vec(history_max_len=0)

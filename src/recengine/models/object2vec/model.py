@@ -100,10 +100,18 @@ class Object2Vec(TorchRecommender):
         n_members = p.n_members(len(arrays["target"]))
         flags = self._history_flags(p, n_members)
         item_flags = self._item_history_flags(p, n_members)
-        history = tk.user_histories(train) if any(flags) else None
-        item_history = tk.item_histories(train) if any(item_flags) else None
+        cap = (p.history_max_len, p.seed)
+        history = tk.user_histories(train, *cap) if any(flags) else None
+        item_history = tk.item_histories(train, *cap) if any(item_flags) else None
         if any(flags) or any(item_flags):
             self.layout["history"] = {"users": train.n_users, "items": train.n_items}
+            info["history_sampled"] = {  # histories longer than the cap, which keep a sample
+                side: int(np.count_nonzero(np.bincount(ids, minlength=n) > p.history_max_len)) if on else 0
+                for side, ids, n, on in (
+                    ("user", train.user, train.n_users, history is not None),
+                    ("item", train.item, train.n_items, item_history is not None),
+                )
+            }
         self.layout["members"] = n_members
         self.layout["history_members"] = flags
         self.layout["item_history_members"] = item_flags

@@ -167,6 +167,14 @@ class Object2VecParams(TorchRatingParams):
         "user_history=mixed the halves cross, so four members hold each combination once)",
     )
 
+    history_max_len: int = Field(
+        1_000,
+        ge=1,
+        le=10_000_000,
+        description="a user or item history longer than this keeps a seeded sample of this many (a "
+        "popular movie of ml-20m has tens of thousands of raters; each row pools its whole history)",
+    )
+
     # ----- encoders -------------------------------------------------------------------------------
     enc0_network: Network = Field("pooled_embedding", description="user-side encoder")
     enc1_network: Network = Field("pooled_embedding", description="item-side encoder")

@@ -330,21 +330,53 @@ def pad_sequences(
     return np.where(real, raw + N_RESERVED, PAD), truncated
 
 
-def user_histories(train: Interactions) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The items each user rated in ``train``, as CSR offsets (n_users + 1) and item ids (internal)."""
-    return _csr_rows(train.user, train.item, train.n_users)
+def user_histories(
+    train: Interactions, max_len: int | None = None, seed: int = 0
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The items each user rated in ``train``, as CSR offsets (n_users + 1) and item ids (internal);
+    a user with more than ``max_len`` keeps a seeded sample of that many."""
+    return _csr_rows(train.user, train.item, train.n_users, max_len, seed, "user")
 
 
-def item_histories(train: Interactions) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The users who rated each item in ``train``, as CSR offsets (n_items + 1) and user ids."""
-    return _csr_rows(train.item, train.user, train.n_items)
+def item_histories(
+    train: Interactions, max_len: int | None = None, seed: int = 0
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The users who rated each item in ``train``, as CSR offsets (n_items + 1) and user ids; an item
+    with more than ``max_len`` raters keeps a seeded sample of that many."""
+    return _csr_rows(train.item, train.user, train.n_items, max_len, seed, "item")
 
 
 def _csr_rows(
-    rows: npt.NDArray[np.integer], members: npt.NDArray[np.integer], n_rows: int
+    rows: npt.NDArray[np.integer],
+    members: npt.NDArray[np.integer],
+    n_rows: int,
+    max_len: int | None = None,
+    seed: int = 0,
+    side: str = "",
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The members of each row, in the order of the input within a row, as CSR offsets and ids."""
+    """The members of each row, in the order of the input within a row, as CSR offsets and ids.
+
+    Rows longer than ``max_len`` keep a uniform sample of ``max_len`` members drawn from ``seed``
+    (still in input order), so one pooled row costs at most ``max_len`` lookups; they are counted
+    in a warning, as truncated token sequences are."""
     order = np.argsort(rows, kind="stable")
+    counts = np.bincount(rows, minlength=n_rows)
+    ids = members[order].astype(np.int64)
+    long = counts > max_len if max_len is not None else np.zeros(n_rows, dtype=bool)
+    if max_len is not None and long.any():
+        row_of = np.repeat(np.arange(n_rows), counts)
+        key = np.random.default_rng(seed).random(len(ids))
+        by_key = np.lexsort((key, row_of))  # within each row, members in their random order
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        rank = np.empty(len(ids), dtype=np.int64)
+        rank[by_key] = np.arange(len(ids)) - starts[row_of[by_key]]
+        ids = ids[rank < max_len]
+        counts = np.minimum(counts, max_len)
+        warnings.warn(
+            f"object2vec: {int(long.sum())} {side} histories were longer than history_max_len={max_len} "
+            "and keep a seeded sample of that many",
+            stacklevel=3,
+        )
     offsets = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=offsets[1:])
-    return offsets, members[order].astype(np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets, ids
