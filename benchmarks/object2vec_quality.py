@@ -26,7 +26,8 @@
   every core, members trained in turn against side by side in worker processes.
 * training speed on the ml-20m shape (synthetic, seed 0): one epoch over 1,000,000 sampled rows (the
   full id space; 100,000 of them for dense Adam, which updates every table row at each step),
-  samples/s of object2vec and deep-mf in the same process, one thread each.
+  samples/s of object2vec and deep-mf in the same process, one thread each; and object2vec with the
+  item history pooled in full and capped (``history_max_len``).
 * Terminator's nearest movies by cosine of the item embeddings, for each fitted ml100k-ua model.
 * ``tune`` (only with ``--only tune``): the defaults' candidates on an inner split of ua.base (fitted
   without the rows of ub.test, scored on them), beside mf and the bias baseline.
@@ -499,8 +500,14 @@ def speed_section(quick: bool) -> dict[str, Any]:
             {**one, **ids, "optimizer": "adam"},
             dense,
         ),
-        ("deep-mf (defaults)", "deep-mf", one, sub),
     ]
+    # The item history pools every rater of a row's item, and rows are drawn in proportion to their
+    # item's popularity: what the cap on a history's length saves where a movie has thousands of raters.
+    for cap, what in ((10_000_000, ": every rater pooled"), (1_000, ": the default cap"), (100, "")):
+        label = f"object2vec (ids only, item_history=on, history_max_len={cap:,}{what})"
+        capped = {**one, **ids, "item_history": "on", "history_max_len": cap}
+        configs.append((label, "object2vec", capped, sub))
+    configs.append(("deep-mf (defaults)", "deep-mf", one, sub))
     rows = []
     for label, name, params, rows_in in configs:
         model, secs = fit(name, params, rows_in, None)
@@ -543,6 +550,11 @@ def markdown(res: dict[str, Any]) -> str:
         f"Measured {c['date']} on {c['machine']}, recengine {c['recengine_version']}, one torch thread.",
         "",
     ]
+    if res.get("section_measured"):  # partial runs (--only) update their sections of the last full run
+        dates = ", ".join(f"{k} {v}" for k, v in res["section_measured"].items())
+        lines += [f"Each section's run: {dates}.", ""]
+    if res.get("note"):
+        lines += [str(res["note"]), ""]
     if "ml100k-ua" in res:
         lines += [
             "**ml100k-ua** (ua.base / ua.test; target RMSE <= 0.920; " + PUBLISHED["ml100k-ua"] + ")",
@@ -657,6 +669,7 @@ def main(argv: list[str] | None = None) -> None:
         elif name == "speed" and not args.no_speed:
             res[name] = speed_section(args.quick)
         res.setdefault("section_seconds", {})[name] = time.perf_counter() - t0
+        res.setdefault("section_measured", {})[name] = run_context()["date"]
         print(f"{name}: {res['section_seconds'][name]:.0f} s", file=sys.stderr, flush=True)
         json_path.write_text(json.dumps(res, indent=1, default=str) + "\n")  # after each section
         (args.out / f"object2vec_quality{suffix}.md").write_text(markdown(res) + "\n")
