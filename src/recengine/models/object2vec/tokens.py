@@ -362,8 +362,7 @@ def _csr_rows(
     order = np.argsort(rows, kind="stable")
     counts = np.bincount(rows, minlength=n_rows)
     ids = members[order].astype(np.int64)
-    long = counts > max_len if max_len is not None else np.zeros(n_rows, dtype=bool)
-    if max_len is not None and long.any():
+    if max_len is not None and (long := counts > max_len).any():
         row_of = np.repeat(np.arange(n_rows), counts)
         key = np.random.default_rng(seed).random(len(ids))
         by_key = np.lexsort((key, row_of))  # within each row, members in their random order
