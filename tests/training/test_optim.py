@@ -161,6 +161,42 @@ def test_row_adam_is_sparse_adam_on_tables_and_adam_elsewhere():
     assert torch.equal(ours.emb.weight[untouched], Pairs().emb.weight[untouched])  # lazy: never moved
 
 
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_row_adam_compiled_step_matches_the_tensor_step(monkeypatch, dtype, weight_decay):
+    """The CPU's compiled pass and the tensor-op step (CUDA's) run the same arithmetic; only the
+    order in which a row's duplicate gradients are summed differs."""
+
+    def run() -> tuple[Pairs, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        net = Pairs(dtype=dtype)
+        opt = optim.RowAdam(net.parameters(), lr=0.05, weight_decay=weight_decay)
+        for step in range(30):
+            opt.zero_grad()
+            net.loss(step).backward()
+            opt.step()
+        return net, opt
+
+    compiled, opt = run()
+    assert opt.__dict__["_slots"], "the compiled step ran"
+    assert all((slot == -1).all() for slot in opt.__dict__["_slots"].values())  # scratch left clean
+    with monkeypatch.context() as m:
+        m.setattr(optim, "_compiled", lambda p, acc: False)
+        tensor, tensor_opt = run()
+    assert "_slots" not in tensor_opt.__dict__
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for a, b in zip(params(compiled), params(tensor), strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    for p, q in zip(compiled.parameters(), tensor.parameters(), strict=True):
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(opt.state[p][key], tensor_opt.state[q][key], rtol=tol, atol=tol)
+    torch.manual_seed(0)
+    start = Pairs(dtype=dtype)
+    assert not torch.equal(compiled.emb.weight[:40], start.emb.weight[:40])  # the rows it saw moved
+    assert torch.equal(compiled.emb.weight[40:], start.emb.weight[40:])  # the rest did not
+    assert torch.equal(compiled.bag.weight[0], tensor.bag.weight[0])  # the padding row as torch has it
+
+
 def test_row_adam_without_sparse_gradients_is_torch_adam_exactly():
     torch.manual_seed(0)
     a = nn.Linear(6, 2)
