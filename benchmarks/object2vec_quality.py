@@ -26,8 +26,9 @@
   every core, members trained in turn against side by side in worker processes.
 * training speed on the ml-20m shape (synthetic, seed 0): one epoch over 1,000,000 sampled rows (the
   full id space; 100,000 of them for dense Adam, which updates every table row at each step),
-  samples/s of object2vec and deep-mf in the same process, one thread each; and object2vec with the
-  item history pooled in full and capped (``history_max_len``).
+  samples/s of object2vec and deep-mf in the same process, one thread each; object2vec with the
+  item history pooled in full and capped (``history_max_len``); and, on a fifth of those rows, the
+  item history with the sparse tables' compiled row step against the tensor-op step it replaced.
 * Terminator's nearest movies by cosine of the item embeddings, for each fitted ml100k-ua model.
 * ``tune`` (only with ``--only tune``): the defaults' candidates on an inner split of ua.base (fitted
   without the rows of ub.test, scored on them), beside mf and the bias baseline.
@@ -39,9 +40,11 @@ Writes ``object2vec_quality.json`` and ``object2vec_quality.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,7 @@ from recengine.evaluation.runner import run_context
 from recengine.evaluation.topn import evaluate_topn
 from recengine.models.base import Recommender
 from recengine.models.registry import create
+from recengine.training import optim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import _surprise_fit_predict, run_peer  # the peers' code of the main quality benchmark
@@ -463,6 +467,19 @@ def ensemble_speed_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]
     return rows
 
 
+@contextlib.contextmanager
+def tensor_row_step(on: bool) -> Iterator[None]:
+    """Within the block the sparse optimizers take their tensor-op step (torch's gather/update/
+    scatter ops, as on CUDA) where the CPU would run the compiled one: the reference it replaced."""
+    real = optim._compiled
+    if on:
+        optim._compiled = lambda p, acc: False
+    try:
+        yield
+    finally:
+        optim._compiled = real
+
+
 def speed_section(quick: bool) -> dict[str, Any]:
     from recengine.data.synthetic import generate_arrays
 
@@ -507,10 +524,31 @@ def speed_section(quick: bool) -> dict[str, Any]:
         label = f"object2vec (ids only, item_history=on, history_max_len={cap:,}{what})"
         capped = {**one, **ids, "item_history": "on", "history_max_len": cap}
         configs.append((label, "object2vec", capped, sub))
+    # The row step of the sparse tables, compiled on the CPU, against the tensor-op step it replaced
+    # (which CUDA still runs): on a fifth of the rows, where the item history makes the step matter.
+    fifth = sub.subset(np.arange(n // 5))
+    step_pair = {**one, **ids, "item_history": "on"}
+    configs.append(
+        (
+            "object2vec (ids only, item_history=on, history_max_len=1,000; compiled row step)",
+            "object2vec",
+            step_pair,
+            fifth,
+        )
+    )
+    configs.append(
+        (
+            "object2vec (ids only, item_history=on, history_max_len=1,000; tensor-op row step)",
+            "object2vec",
+            step_pair,
+            fifth,
+        )
+    )
     configs.append(("deep-mf (defaults)", "deep-mf", one, sub))
     rows = []
     for label, name, params, rows_in in configs:
-        model, secs = fit(name, params, rows_in, None)
+        with tensor_row_step("tensor-op row step" in label):
+            model, secs = fit(name, params, rows_in, None)
         epoch = model.history["history"][0]
         rows.append(
             {
