@@ -30,6 +30,8 @@
   item history pooled in full and capped (``history_max_len``); and, on a fifth of those rows, the
   item history with the sparse tables' compiled row step against the tensor-op step it replaced.
 * Terminator's nearest movies by cosine of the item embeddings, for each fitted ml100k-ua model.
+* ``row-step`` (only with ``--only row-step``): the item history (default cap) on all of the speed
+  section's sampled rows, with the sparse tables' compiled row step and with the tensor-op one.
 * ``tune`` (only with ``--only tune``): the defaults' candidates on an inner split of ua.base (fitted
   without the rows of ub.test, scored on them), beside mf and the bias baseline.
 
@@ -480,7 +482,8 @@ def tensor_row_step(on: bool) -> Iterator[None]:
         optim._compiled = real
 
 
-def speed_section(quick: bool) -> dict[str, Any]:
+def _ml20m_rows(quick: bool) -> tuple[Interactions, Interactions, float]:
+    """The ml-20m shape (synthetic, seed 0), its seeded sample of rows to time, the seconds it took."""
     from recengine.data.synthetic import generate_arrays
 
     t0 = time.perf_counter()
@@ -488,7 +491,42 @@ def speed_section(quick: bool) -> dict[str, Any]:
     gen = time.perf_counter() - t0
     n = 20_000 if quick else 1_000_000
     rows_idx = np.sort(np.random.default_rng(0).choice(len(data), size=n, replace=False))
-    sub = data.subset(rows_idx)
+    return data, data.subset(rows_idx), gen
+
+
+def _epoch_row(label: str, name: str, params: dict[str, Any], rows_in: Interactions) -> dict[str, Any]:
+    """One epoch's training rate (the tensor-op row step where the label says so)."""
+    with tensor_row_step("tensor-op row step" in label):
+        model, secs = fit(name, params, rows_in, None)
+    epoch = model.history["history"][0]
+    return {
+        "system": label,
+        "optimizer": (model.history.get("object2vec") or {}).get("optimizer"),
+        "rows": len(rows_in),
+        "samples_per_second": epoch["samples_per_second"],
+        "epoch_seconds": epoch["seconds"],
+        "fit_seconds": secs,
+    }
+
+
+def row_step_section(quick: bool) -> dict[str, Any]:
+    """The item history with every row of the sample (so the histories are as long as in the speed
+    section): the compiled row step and the tensor-op one, in turn in one run."""
+    _, sub, gen = _ml20m_rows(quick)
+    params = {"epochs": 1, "val_fraction": 0.0, **RATING_CONFIGS["object2vec (ids only)"], "members": 1}
+    params["item_history"] = "on"
+    base = "object2vec (ids only, item_history=on, history_max_len=1,000"
+    rows = [
+        _epoch_row(f"{base}; compiled row step)", "object2vec", params, sub),
+        _epoch_row(f"{base}; tensor-op row step)", "object2vec", params, sub),
+    ]
+    rows[1]["compiled_speedup"] = rows[0]["samples_per_second"] / rows[1]["samples_per_second"]
+    return {"rows_timed": len(sub), "generate_seconds": gen, "rows": rows}
+
+
+def speed_section(quick: bool) -> dict[str, Any]:
+    data, sub, gen = _ml20m_rows(quick)
+    n = len(sub)
     dense = sub.subset(np.arange(n // 10))  # dense Adam updates every table row each step: slow
     one = {"epochs": 1, "val_fraction": 0.0}
     ids = {**RATING_CONFIGS["object2vec (ids only)"], "members": 1}  # the rate of one network
@@ -545,21 +583,7 @@ def speed_section(quick: bool) -> dict[str, Any]:
         )
     )
     configs.append(("deep-mf (defaults)", "deep-mf", one, sub))
-    rows = []
-    for label, name, params, rows_in in configs:
-        with tensor_row_step("tensor-op row step" in label):
-            model, secs = fit(name, params, rows_in, None)
-        epoch = model.history["history"][0]
-        rows.append(
-            {
-                "system": label,
-                "optimizer": (model.history.get("object2vec") or {}).get("optimizer"),
-                "rows": len(rows_in),
-                "samples_per_second": epoch["samples_per_second"],
-                "epoch_seconds": epoch["seconds"],
-                "fit_seconds": secs,
-            }
-        )
+    rows = [_epoch_row(*config) for config in configs]
     ref = rows[-1]["samples_per_second"]
     for r in rows:
         r["vs_deep_mf"] = r["samples_per_second"] / ref
@@ -667,6 +691,19 @@ def markdown(res: dict[str, Any]) -> str:
             "",
         ]
         lines += [*_table(sp["rows"], ["rows", "samples_per_second", "vs_deep_mf", "epoch_seconds"]), ""]
+    if "row-step" in res:
+        rs = res["row-step"]
+        lines += [
+            "**the sparse tables' row step** (`--only row-step`; the speed section's default-cap "
+            f"item-history configuration on all {rs['rows_timed']:,} sampled rows, so the histories are "
+            "as long as there: the compiled step of the CPU against the tensor-op step it replaced, "
+            "which CUDA runs; in turn, one thread)",
+            "",
+        ]
+        lines += [
+            *_table(rs["rows"], ["rows", "samples_per_second", "compiled_speedup", "epoch_seconds"]),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -704,6 +741,8 @@ def main(argv: list[str] | None = None) -> None:
             res[name] = item_history_section(build("ml100k-ua", args.data), args.quick)
         elif name == "ensemble-speed":
             res[name] = ensemble_speed_section(build("ml100k-ua", args.data), args.quick)
+        elif name == "row-step":
+            res[name] = row_step_section(args.quick)
         elif name == "speed" and not args.no_speed:
             res[name] = speed_section(args.quick)
         res.setdefault("section_seconds", {})[name] = time.perf_counter() - t0
