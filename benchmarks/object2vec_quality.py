@@ -563,7 +563,8 @@ def speed_section(quick: bool) -> dict[str, Any]:
         capped = {**one, **ids, "item_history": "on", "history_max_len": cap}
         configs.append((label, "object2vec", capped, sub))
     # The row step of the sparse tables, compiled on the CPU, against the tensor-op step it replaced
-    # (which CUDA still runs): on a fifth of the rows, where the item history makes the step matter.
+    # (which CUDA still runs), on a fifth of the rows: histories a fifth as long as above, where the
+    # step is a small part of the work (the row-step section times the two on every row).
     fifth = sub.subset(np.arange(n // 5))
     step_pair = {**one, **ids, "item_history": "on"}
     configs.append(

@@ -59,13 +59,14 @@ class _RowSteps(torch.optim.Optimizer):
     def _row_step(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def _slot(self, p: Tensor) -> np.ndarray:
-        """The compiled steps' scratch for table ``p``: one int64 per row, all -1 between steps."""
+    def _kernel_args(self, p: Tensor, grad: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What a compiled step reads: the gradient's row ids and rows as numpy arrays, and the
+        scratch of table ``p`` (one int64 per row, all -1 between steps)."""
         slots = self.__dict__.setdefault("_slots", {})
         slot = slots.get(id(p))
         if slot is None or len(slot) != p.shape[0]:
             slot = slots[id(p)] = np.full(p.shape[0], -1, dtype=np.int64)
-        return slot
+        return grad._indices()[0].contiguous().numpy(), grad._values().contiguous().numpy(), slot
 
 
 class RowAdagrad(_RowSteps, torch.optim.Adagrad):
@@ -98,10 +99,9 @@ class RowAdagrad(_RowSteps, torch.optim.Adagrad):
         """The same update in one compiled pass (duplicates summed in batch order, no sort)."""
         from recengine.training._row_kernels import adagrad_rows
 
-        rows = grad._indices()[0].contiguous().numpy()
-        values = grad._values().contiguous().numpy()
+        rows, values, slot = self._kernel_args(p, grad)
         kind = values.dtype.type
-        adagrad_rows(rows, values, acc.numpy(), p.detach().numpy(), self._slot(p), kind(-clr), kind(eps))
+        adagrad_rows(rows, values, acc.numpy(), p.detach().numpy(), slot, kind(-clr), kind(eps))
 
 
 class RowAdam(_RowSteps, torch.optim.Adam):
@@ -133,25 +133,7 @@ class RowAdam(_RowSteps, torch.optim.Adam):
         exp_avg: Tensor = state["exp_avg"]
         exp_avg_sq: Tensor = state["exp_avg_sq"]
         if _compiled(p, exp_avg) and _compiled(p, exp_avg_sq):
-            from recengine.training._row_kernels import adam_rows
-
-            rows_np = grad._indices()[0].contiguous().numpy()
-            values_np = grad._values().contiguous().numpy()
-            kind = values_np.dtype.type
-            adam_rows(
-                rows_np,
-                values_np,
-                exp_avg.numpy(),
-                exp_avg_sq.numpy(),
-                p.detach().numpy(),
-                self._slot(p),
-                kind(1 - beta1),
-                kind(beta2),
-                kind(1 - beta2),
-                kind(-step_size),
-                kind(group["eps"]),
-                kind(group["weight_decay"]),
-            )
+            self._compiled_step(p, grad, exp_avg, exp_avg_sq, step_size, group)
             return
         grad = grad.coalesce()  # unique rows, duplicates summed (the moments are non-linear)
         rows = grad._indices()[0]
@@ -164,6 +146,36 @@ class RowAdam(_RowSteps, torch.optim.Adam):
         exp_avg.index_copy_(0, rows, m)
         exp_avg_sq.index_copy_(0, rows, v)
         p.index_copy_(0, rows, weights.addcdiv_(m, v.sqrt_().add_(group["eps"]), value=-step_size))
+
+    def _compiled_step(
+        self,
+        p: Tensor,
+        grad: Tensor,
+        exp_avg: Tensor,
+        exp_avg_sq: Tensor,
+        step_size: float,
+        group: dict[str, Any],
+    ) -> None:
+        """The same update in one compiled pass (duplicates summed in batch order, no sort)."""
+        from recengine.training._row_kernels import adam_rows
+
+        rows, values, slot = self._kernel_args(p, grad)
+        kind = values.dtype.type
+        beta1, beta2 = group["betas"]
+        adam_rows(
+            rows,
+            values,
+            exp_avg.numpy(),
+            exp_avg_sq.numpy(),
+            p.detach().numpy(),
+            slot,
+            kind(1 - beta1),
+            kind(beta2),
+            kind(1 - beta2),
+            kind(-step_size),
+            kind(group["eps"]),
+            kind(group["weight_decay"]),
+        )
 
 
 def _compiled(p: Tensor, acc: Tensor) -> bool:
