@@ -108,7 +108,7 @@ def fit(
     name: str, params: dict[str, Any], train: Interactions, ds: Dataset | None
 ) -> tuple[Recommender, float]:
     model = create(name, {**THREADS, **params} if name in ("object2vec", "deep-mf") else params)
-    if ds is not None and hasattr(model, "use_dataset"):
+    if ds is not None:
         model.use_dataset(ds)
     t0 = time.perf_counter()
     model.fit(train)

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             except CapabilityError:
                 continue
             res = {"protocol": proto, "dataset": spec.dataset}
-            res.update(evaluate_folds(m, run.folds, spec.task))
+            res.update(evaluate_folds(m, run.folds, spec.task, dataset=run.dataset))
             results.append(res)
             print(f"{proto:18s} {m:22s} " + _summary(res), file=sys.stderr)
         for p in peers:

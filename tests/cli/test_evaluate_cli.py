@@ -66,6 +66,8 @@ def test_evaluate_own_data_kfold(tmp_path):
     )
     assert p.returncode == 0, p.stderr
     assert "ndcg@10" in json.loads(p.stdout)
+    p = run("evaluate", "--model", "deep-mf", "--data", str(f), "--set", "genres=true", "--set", "epochs=1")
+    assert p.returncode == 2 and "needs item genres, and the data given has none" in p.stderr, p.stderr
 
 
 def test_errors_exit_2_with_one_line():

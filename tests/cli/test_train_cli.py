@@ -300,3 +300,22 @@ def test_a_stopped_training_run_says_so_and_keeps_its_checkpoint(ml100k_dir, tmp
     assert "Traceback" not in err and not out.exists()
     assert (ckpt / "checkpoint.safetensors").is_file()
     assert not [p.name for p in ckpt.iterdir() if p.name != "checkpoint.safetensors"]  # no temporary left
+
+
+def test_train_gives_the_model_the_data_sets_features(ml100k_dir, tmp_path, run):
+    """Object2Vec trained by the command reads ml-100k's item and user features (its side tokens),
+    as the library's ``use_dataset`` gives them; deep-mf reads the genres."""
+    out = tmp_path / "o2v"
+    small = ["--set", "epochs=1", "--set", "members=1", "--set", "enc_dim=8", "--set", "mlp_dim=8"]
+    small += ["--set", "token_embedding_dim=8", "--set", "threads=1", "--set", "mini_batch_size=1024"]
+    p = run("train", "object2vec", "--data", str(ml100k_dir), "--out", str(out), *small, "--json")
+    assert p.returncode == 0, p.stderr
+    side = artifacts.load(out).history["object2vec"]["side_tokens"]
+    assert side == {"user": ["age", "gender", "occupation"], "item": ["genres", "title", "year"]}
+    out = tmp_path / "dmf"
+    dmf = ["--set", "genres=true", "--set", "epochs=1", "--set", "threads=1"]
+    p = run("train", "deep-mf", "--data", str(ml100k_dir), "--out", str(out), *dmf, "--json")
+    assert p.returncode == 0, p.stderr
+    genres = artifacts.load(out).state_arrays()["item_genres"]
+    assert genres.shape[0] == 1682 and genres.shape[1] >= 18
+    np.testing.assert_allclose(genres.sum(axis=1), 1.0)  # every ml-100k movie has a genre

@@ -38,3 +38,23 @@ def test_cold_rows_are_counted():
     res = evaluate_folds("bias", [Fold("x", train, test)], "rating")
     assert res["folds"][0]["cold_user_rows"] == 1  # user 3 has no training rows
     assert res["folds"][0]["cold_item_rows"] == 2  # items 3 and 4 have none
+
+
+def test_the_data_sets_features_reach_the_model_of_every_fold(ml100k_dir):
+    """deep-mf with genres reads them from the data set the folds come from; without it, fit says
+    what is missing, as when the library is called without features."""
+    from recengine.data.load import load_dataset
+    from recengine.errors import ConfigError
+
+    ds = load_dataset(str(ml100k_dir))
+    inter = ds.interactions
+    first = inter.user < 40  # a small slice keeps the fit short
+    rows = np.flatnonzero(first)
+    test_mask = np.zeros(len(inter), dtype=bool)
+    test_mask[rows[::10]] = True
+    fold = Fold("slice", inter.subset(first & ~test_mask), inter.subset(test_mask))
+    params = {"genres": True, "epochs": 2, "batch_size": 64, "threads": 1}
+    res = evaluate_folds("deep-mf", [fold], "rating", params, dataset=ds)
+    assert res["params"]["genres"] is True and 0.5 < res["rmse"] < 1.5
+    with pytest.raises(ConfigError, match="needs item genres"):
+        evaluate_folds("deep-mf", [fold], "rating", params)

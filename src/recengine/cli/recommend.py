@@ -65,7 +65,7 @@ def recommend(
         ds = read_data(data if data is not None else "ml-100k")
         data_name = ds.name
         with err_console.status(f"fitting {model_name} on {ds.name}"):
-            m = create(model_name, parse_sets(set_)).fit(ds.interactions)
+            m = create(model_name, parse_sets(set_)).use_dataset(ds).fit(ds.interactions)
         if ds.items is not None and "title" in ds.items.columns:
             titles = dict(zip(ds.items["item"].to_list(), ds.items["title"].to_list(), strict=True))
     ids, scores = m.recommend(np.asarray(user), k, exclude_seen=not include_seen)

@@ -141,7 +141,7 @@ def train(
     show = sys.stderr.isatty() if progress is None else progress
     if show:
         err_console.print(f"training {model} on {ds.name} ({len(inter):,} ratings)")
-    m.fit(inter, checkpoint_dir=ckpt, resume=resume, progress=show)
+    m.use_dataset(ds).fit(inter, checkpoint_dir=ckpt, resume=resume, progress=show)
     seconds = time.perf_counter() - t0
     fit_info = {
         "seconds": seconds,

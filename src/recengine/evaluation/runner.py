@@ -10,7 +10,7 @@ import datetime as dt
 import platform
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from recengine.evaluation.metrics import binary_metrics, rating_metrics
 from recengine.evaluation.protocols import Task
 from recengine.evaluation.topn import evaluate_topn
 from recengine.models.registry import create, model_class
+
+if TYPE_CHECKING:
+    from recengine.data.dataset import Dataset
 
 RATING_KEYS = ("rmse", "mae")
 BINARY_KEYS = ("accuracy", "f1", "auc", "log_loss")
@@ -47,15 +50,20 @@ def evaluate_folds(
     params: dict[str, Any] | None = None,
     *,
     k: int = 10,
+    dataset: Dataset | None = None,
     on_fold: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Fit a fresh ``model`` per fold and measure it; metrics averaged over folds at the top level."""
+    """Fit a fresh ``model`` per fold and measure it; metrics averaged over folds at the top level.
+    ``dataset``: where the folds come from, for the item and user features a model reads
+    (:meth:`~recengine.models.base.Recommender.use_dataset`)."""
     check_task(model, task)
     per_fold: list[dict[str, Any]] = []
     resolved: dict[str, Any] = {}
     for n, fold in enumerate(folds):
         m = create(model, params)
         resolved = m.get_params()
+        if dataset is not None:
+            m.use_dataset(dataset)
         t0 = time.perf_counter()
         m.fit(fold.train)
         fit_s = time.perf_counter() - t0
@@ -121,13 +129,13 @@ def evaluate_protocol(
     check_task(model, spec.task)
     run = build(protocol, data)
     out = {"protocol": protocol, "dataset": spec.dataset}
-    out.update(evaluate_folds(model, run.folds, spec.task, params, on_fold=on_fold))
+    out.update(evaluate_folds(model, run.folds, spec.task, params, dataset=run.dataset, on_fold=on_fold))
     return out
 
 
 def evaluate_split(
     model: str,
-    dataset: Any,
+    dataset: Dataset,
     split_name: str,
     params: dict[str, Any] | None = None,
     *,
@@ -156,5 +164,5 @@ def evaluate_split(
         else f"kfold(k={n_folds}, seed={seed})",
         "dataset": str(dataset.path or dataset.name),
     }
-    out.update(evaluate_folds(model, folds, chosen, params, k=k, on_fold=on_fold))
+    out.update(evaluate_folds(model, folds, chosen, params, k=k, dataset=dataset, on_fold=on_fold))
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from recengine.data.interactions import IdMap, Interactions, RatingScale
 from recengine.errors import CapabilityError, ConfigError, DataError, RecengineError
+
+if TYPE_CHECKING:
+    from recengine.data.dataset import Dataset
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -84,6 +87,13 @@ class Recommender(ABC):
         self.progress = False
 
     # ----- fitting -----------------------------------------------------------------------------
+    def use_dataset(self, ds: Dataset) -> Self:
+        """Take what this model reads of a data set besides its ratings (item and user features),
+        before ``fit``. Every caller that fits on a data set (the evaluation runner, ``train``,
+        ``recommend --data``) calls it, so a model's side data is the same whichever way it is fitted;
+        models that read none keep this no-op."""
+        return self
+
     def fit(
         self,
         train: Interactions,

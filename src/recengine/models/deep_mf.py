@@ -10,7 +10,7 @@ expected rating or the arg-max class). ``preset="seed-lab1"`` is the workshop's 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,9 @@ from recengine.data.interactions import Interactions
 from recengine.errors import ConfigError
 from recengine.models._torch_base import TorchRatingParams, TorchRecommender
 from recengine.models._torch_nets import PairNet, class_values, embedding_table, split_linear
+
+if TYPE_CHECKING:
+    from recengine.data.dataset import Dataset
 
 Width = Annotated[int, Field(ge=1, le=65536)]
 
@@ -147,10 +150,9 @@ class DeepMFNet(PairNet):
 
 
 class DeepMF(TorchRecommender):
-    """Deep matrix factorization. Item genres, when ``genres=True``, come from
-    :meth:`set_item_features` before ``fit`` (the evaluation runner and the train command call it when
-    :attr:`wants_item_features` is true); they are stored in the model's state, so a saved model
-    needs no metadata to predict."""
+    """Deep matrix factorization. Item genres, when ``genres=True``, come from :meth:`use_dataset`
+    (which the evaluation runner and the train command call) or :meth:`set_item_features` before
+    ``fit``; they are stored in the model's state, so a saved model needs no metadata to predict."""
 
     name = "deep-mf"
     ParamsModel = DeepMFParams
@@ -161,9 +163,12 @@ class DeepMF(TorchRecommender):
         self._feature_items: np.ndarray | None = None
         self._feature_genres: list[list[str]] | None = None
 
-    @property
-    def wants_item_features(self) -> bool:
-        return self.params.genres
+    def use_dataset(self, ds: Dataset) -> Self:
+        """With ``genres=True``, the genres of ``ds.items``; a data set without them leaves the features
+        unset, so ``fit`` says what is missing."""
+        if self.params.genres and ds.items is not None and "genres" in ds.items.columns:
+            self.set_item_features(ds.items["item"].to_numpy(), ds.items["genres"].to_list())
+        return self
 
     def set_item_features(self, items: npt.ArrayLike, genres: Sequence[Sequence[str] | None]) -> None:
         """Genres per external item id, e.g. ``(ds.items["item"], ds.items["genres"].to_list())``.
@@ -183,7 +188,9 @@ class DeepMF(TorchRecommender):
             return None
         if self._feature_items is None or self._feature_genres is None:
             raise ConfigError(
-                "deep-mf with genres=True needs item genres: call set_item_features(items, genres) before fit"
+                "deep-mf with genres=True needs item genres, and the data given has none: train on a "
+                "data set with item genres (a MovieLens layout), or call set_item_features(items, genres) "
+                "before fit"
             )
         vocab = sorted({g for gs in self._feature_genres for g in gs})
         if not vocab:

@@ -458,10 +458,6 @@ class Object2Vec(TorchRecommender):
         self.net, self._prior = net.eval(), None
 
     # ----- side data -------------------------------------------------------------------------------
-    @property
-    def wants_item_features(self) -> bool:
-        return self.params.item_tokens != []
-
     def use_dataset(self, ds: Dataset) -> Self:
         """Take item (genres, title, year) and user (age, gender, occupation) features from ``ds``."""
         self._item_frame = ds.items
