@@ -168,11 +168,10 @@ def rating_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def binary_section(run: ProtocolRun, ratings: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
+def binary_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     fold, ds = run.folds[0], run.dataset
-    rated = ratings.folds[0].train  # ua.base with its ratings: the binary labels' source rows
-    if len(rated) != len(fold.train):
-        raise RuntimeError("the ua ratings and the binary labels do not come from the same rows")
+    rated = fold.rated_train  # ua.base with its ratings: the binary labels' source rows
+    assert rated is not None
     rows = []
     configs = [(label, params, fold.train) for label, params in BINARY_CONFIGS.items()]
     configs += [(label, params, rated) for label, params in RATING_CLASS_CONFIGS.items()]
@@ -729,7 +728,7 @@ def main(argv: list[str] | None = None) -> None:
         if name == "ml100k-ua":
             res[name] = rating_section(build(name, args.data), args.quick)
         elif name == "ml100k-ua-binary":
-            res[name] = binary_section(build(name, args.data), build("ml100k-ua", args.data), args.quick)
+            res[name] = binary_section(build(name, args.data), args.quick)
         elif name == "binary-blend":
             res[name] = blend_section(build("ml100k-ua", args.data), args.quick)
         elif name == "topn-ml100k":

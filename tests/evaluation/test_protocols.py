@@ -42,6 +42,11 @@ def test_ml100k_ua_and_binary(ml100k_dir):
     bt = b.folds[0].test
     assert set(np.unique(bt.values()).tolist()) == {0.0, 1.0}
     assert np.array_equal(bt.values(), (ua.test.values() > 3).astype(np.float32))
+    rated = b.folds[0].rated_train  # the training ratings stay beside the labels
+    assert rated is not None and b.folds[0].label_threshold == 3.0
+    np.testing.assert_array_equal(rated.values(), ua.train.values())
+    np.testing.assert_array_equal(b.folds[0].train.values(), (rated.values() > 3).astype(np.float32))
+    assert ua.rated_train is None and ua.label_threshold is None
 
 
 def test_mlsmall_random_follows_the_recipe(mlsmall_dir):

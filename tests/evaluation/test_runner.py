@@ -4,6 +4,7 @@ import pytest
 from recengine.data.interactions import Interactions
 from recengine.data.splits import Fold
 from recengine.errors import CapabilityError
+from recengine.evaluation.protocols import build
 from recengine.evaluation.runner import evaluate_folds, evaluate_protocol
 
 
@@ -58,3 +59,31 @@ def test_the_data_sets_features_reach_the_model_of_every_fold(ml100k_dir):
     assert res["params"]["genres"] is True and 0.5 < res["rmse"] < 1.5
     with pytest.raises(ConfigError, match="needs item genres"):
         evaluate_folds("deep-mf", [fold], "rating", params)
+
+
+def test_a_model_that_makes_its_labels_from_ratings_fits_on_them(ml100k_dir):
+    """object2vec with rating_classes learns the five rating classes of a binary fold's training
+    ratings and predicts P(rating > 3); given only the labels it could not (two classes, not five).
+    A threshold other than the task's is refused by name."""
+    from recengine.errors import ConfigError
+    from recengine.evaluation.protocols import binary_fold
+
+    ua = build("ml100k-ua", ml100k_dir).folds[0]
+    few = ua.train.user < 30
+    small = binary_fold(Fold("slice", ua.train.subset(few), ua.test.subset(ua.test.user < 30)))
+    params = {
+        "output_layer": "softmax",
+        "num_classes": 5,
+        "label_threshold": 3,
+        "rating_classes": True,
+        "epochs": 2,
+        "members": 1,
+        "enc_dim": 8,
+        "mlp_dim": 8,
+        "token_embedding_dim": 8,
+        "threads": 1,
+    }
+    res = evaluate_folds("object2vec", [small], "binary", params)
+    assert 0.5 < res["accuracy"] < 1 and 0 < res["log_loss"] < 1
+    with pytest.raises(ConfigError, match="set label_threshold=3"):
+        evaluate_folds("object2vec", [small], "binary", {**params, "label_threshold": 2})

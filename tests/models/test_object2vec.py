@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 import torch
 
-from recengine.data.interactions import Interactions
+from recengine.data.interactions import Interactions, RatingScale
 from recengine.data.pairs import interactions_to_pairs, read_pairs, write_pairs
 from recengine.errors import CapabilityError, ConfigError, DataError, TrainingError
 from recengine.models.object2vec import Object2Vec
@@ -339,6 +339,9 @@ def test_softmax_on_ratings_needs_a_threshold():
     assert p.min() >= 0 and p.max() <= 1  # P(label = 1), not a rating
     assert np.mean((p > 0.5) == (data.values() > 3)) > 0.9
     assert m.scale is not None and m.scale.high == 1.0
+    labels = data.with_ratings((data.values() > 3).astype(np.float32), RatingScale(0.0, 1.0, 1.0))
+    with pytest.raises(DataError, match="label_threshold=3 is outside the ratings' scale"):
+        Object2Vec(FAST, output_layer="softmax", label_threshold=3).fit(labels)  # every label 0
 
 
 def _graded() -> Interactions:

@@ -21,11 +21,18 @@ SPLITS: tuple[str, ...] = ("random", "kfold", "temporal", "leave-last-out")
 
 @dataclass
 class Fold:
-    """One train/test pair; ``name`` says which fold it is (``u1``, ``fold-3``, ``holdout``)."""
+    """One train/test pair; ``name`` says which fold it is (``u1``, ``fold-3``, ``holdout``).
+
+    A fold of a binary task holds labels (rating > ``label_threshold``) in ``train`` and ``test``, and
+    the training rows with their ratings in ``rated_train``: a model may learn from the ratings
+    themselves what it is asked about the labels (what a rating of 1 says beside one of 3).
+    """
 
     name: str
     train: Interactions
     test: Interactions
+    rated_train: Interactions | None = None
+    label_threshold: float | None = None
 
 
 def _check_fraction(test_size: float) -> None:

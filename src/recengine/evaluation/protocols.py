@@ -43,6 +43,8 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
 }
 
 BINARY_SCALE = RatingScale(0.0, 1.0, 1.0)
+#: A binary task's label is 1 where the rating is above this (the Object2Vec notebook's recommend / not).
+BINARY_THRESHOLD = 3.0
 
 
 @dataclass
@@ -103,16 +105,27 @@ def _ml100k_files(ds: Dataset, name: str) -> list[Fold]:
         for suffix in ("base", "test"):
             if not (base / f"{p}.{suffix}").exists():
                 raise DataError(f"protocol {name} needs {p}.{suffix}, which is missing", base)
-        train = read_ml100k_split(base / f"{p}.base", users, items)
-        test = read_ml100k_split(base / f"{p}.test", users, items)
-        if name == "ml100k-ua-binary":
-            train = to_binary(train)
-            test = to_binary(test)
-        folds.append(Fold(p, train, test))
+        fold = Fold(
+            p,
+            read_ml100k_split(base / f"{p}.base", users, items),
+            read_ml100k_split(base / f"{p}.test", users, items),
+        )
+        folds.append(binary_fold(fold) if name == "ml100k-ua-binary" else fold)
     return folds
 
 
-def to_binary(data: Interactions, threshold: float = 3.0) -> Interactions:
+def binary_fold(fold: Fold, threshold: float = BINARY_THRESHOLD) -> Fold:
+    """``fold`` with labels (rating > threshold) in train and test, keeping the training ratings."""
+    return Fold(
+        fold.name,
+        to_binary(fold.train, threshold),
+        to_binary(fold.test, threshold),
+        rated_train=fold.train,
+        label_threshold=threshold,
+    )
+
+
+def to_binary(data: Interactions, threshold: float = BINARY_THRESHOLD) -> Interactions:
     """Label 1 where rating > threshold, else 0 (the Object2Vec notebook's recommend / not)."""
     if data.rating is None:
         raise DataError("binary labels need ratings, but the data is implicit")

@@ -64,8 +64,12 @@ def evaluate_folds(
         resolved = m.get_params()
         if dataset is not None:
             m.use_dataset(dataset)
+        train = fold.train
+        rated, threshold = fold.rated_train, fold.label_threshold
+        if rated is not None and threshold is not None and m.learns_labels_from_ratings(threshold):
+            train = rated  # a binary fold's ratings, for a model that makes its labels from them
         t0 = time.perf_counter()
-        m.fit(fold.train)
+        m.fit(train)
         fit_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         row: dict[str, Any] = {"fold": fold.name, "n_train": len(fold.train), "n_test": len(fold.test)}
@@ -148,7 +152,7 @@ def evaluate_split(
 ) -> dict[str, Any]:
     """``model`` on people's own data with a seeded split; implicit data is measured on top-N."""
     from recengine.data.splits import split
-    from recengine.evaluation.protocols import to_binary
+    from recengine.evaluation.protocols import binary_fold
 
     inter = dataset.interactions
     chosen: Task = task or ("rating" if inter.is_explicit else "topn")
@@ -157,7 +161,7 @@ def evaluate_split(
     check_task(model, chosen)
     folds = split(inter, split_name, test_size=test_size, seed=seed, k=n_folds)
     if chosen == "binary":
-        folds = [Fold(f.name, to_binary(f.train), to_binary(f.test)) for f in folds]
+        folds = [binary_fold(f) for f in folds]
     out: dict[str, Any] = {
         "protocol": f"{split_name}(test_size={test_size:g}, seed={seed})"
         if split_name != "kfold"

@@ -94,6 +94,11 @@ class Recommender(ABC):
         models that read none keep this no-op."""
         return self
 
+    def learns_labels_from_ratings(self, threshold: float) -> bool:
+        """Whether, asked for P(rating > ``threshold``), this model fits on the ratings themselves rather
+        than on the labels; the evaluation runner then gives it a binary fold's training ratings."""
+        return False
+
     def fit(
         self,
         train: Interactions,

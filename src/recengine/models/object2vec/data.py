@@ -30,6 +30,12 @@ def training_arrays(
     (rows, negatives), and the scale of the labels when they are not the data's ratings."""
     values = train.values().astype(np.float32)
     info: dict[str, Any] = {"rows": len(train)}
+    lt, sc = p.label_threshold, train.scale
+    if lt is not None and sc is not None and not sc.low <= lt < sc.high:
+        raise DataError(
+            f"label_threshold={lt:g} is outside the ratings' scale {sc.low:g}..{sc.high:g}, so every label "
+            "would be the same; give the ratings themselves (labels 0/1 need no label_threshold)"
+        )
     classes = None
     if p.rating_classes:
         classes = rating_class_labels(train, p)

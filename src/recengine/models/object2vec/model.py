@@ -275,6 +275,19 @@ class Object2Vec(TorchRecommender):
             item_history=item_history,
         )
 
+    def learns_labels_from_ratings(self, threshold: float) -> bool:
+        """With ``label_threshold`` the model makes its labels from ratings (and with ``rating_classes``
+        learns the rating classes themselves), so it fits on the ratings, at the task's threshold."""
+        own = self.params.label_threshold
+        if own is None:
+            return False
+        if own != threshold:
+            raise ConfigError(
+                f"{self.name}: label_threshold={own:g}, but the task's labels are rating > {threshold:g}; "
+                f"set label_threshold={threshold:g}"
+            )
+        return True
+
     def _class_values(self) -> npt.NDArray[np.float64] | None:
         """Class c is worth c: the prediction is the expected class, P(label = 1) for two classes.
         With ``rating_classes`` a class is worth 1 when its rating is above the threshold, so the
