@@ -319,3 +319,40 @@ def test_train_gives_the_model_the_data_sets_features(ml100k_dir, tmp_path, run)
     genres = artifacts.load(out).state_arrays()["item_genres"]
     assert genres.shape[0] == 1682 and genres.shape[1] >= 18
     np.testing.assert_allclose(genres.sum(axis=1), 1.0)  # every ml-100k movie has a genre
+
+
+def test_train_reads_sagemaker_json_lines_pairs(tmp_path, run):
+    """A JSON Lines file of Object2Vec pairs (in0, in1, label) trains object2vec as SageMaker's
+    training channel does; other models, reading options and a bad line are refused by name."""
+    from recengine.data.pairs import read_pairs, write_pairs
+
+    rng = np.random.default_rng(0)
+    cells = rng.choice(39 * 59, 600, replace=False)  # distinct (user, item) pairs
+    users, items = cells // 59 + 1, cells % 59 + 1
+    labels = np.clip(np.round(3 + (users % 2) - (items % 2) + rng.normal(0, 0.5, 600)), 1, 5)
+    path = write_pairs(tmp_path / "train.jsonl", users[:, None], items[:, None], labels)
+    out = tmp_path / "o2v"
+    small = ["--set", "epochs=2", "--set", "members=1", "--set", "enc_dim=8", "--set", "threads=1"]
+    p = run("train", "object2vec", "--data", str(path), "--out", str(out), *small, "--json")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["data"] == "train.jsonl" and summary["fit_info"]["ratings"] == 600
+    m = artifacts.load(out)
+    assert m.layout["mode"] == "pairs"
+    pairs_csv = tmp_path / "pairs.csv"
+    pairs_csv.write_text(
+        "user,item\n" + "".join(f"{u},{i}\n" for u, i in zip(users[:5], items[:5], strict=True))
+    )
+    p = run("predict", str(out), "--input", str(pairs_csv), "--output", str(tmp_path / "pred.csv"))
+    assert p.returncode == 0, p.stderr
+    got = pl.read_csv(tmp_path / "pred.csv")["prediction"].to_numpy()
+    np.testing.assert_allclose(got, m.predict_pairs(read_pairs(path))[:5], rtol=1e-5)
+
+    failed(run("train", "bias", "--data", str(path), "--out", str(tmp_path / "b")), "only object2vec")
+    p = run("train", "object2vec", "--data", str(path), "--out", str(tmp_path / "c"), "--no-header")
+    failed(p, "holds Object2Vec pairs", "--no-header apply to ratings files")
+    bad = tmp_path / "bad.jsonl"
+    lines = path.read_text().splitlines()
+    bad.write_text("\n".join([*lines[:2], '{"in0": [1], "in1": "x", "label": 3}', *lines[3:]]) + "\n")
+    failed(run("train", "object2vec", "--data", str(bad), "--out", str(tmp_path / "d")), "line 3", "in1")
+    assert not (tmp_path / "b").exists() and not (tmp_path / "d").exists()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from recengine.data.interactions import Interactions
-from recengine.data.pairs import Pairs, interactions_to_pairs, read_pairs, write_pairs
+from recengine.data.pairs import Pairs, interactions_to_pairs, is_pairs_file, read_pairs, write_pairs
 from recengine.errors import DataError
 
 
@@ -112,3 +112,22 @@ def test_empty_files(tmp_path: Path) -> None:
     p.write_text("\n\n")
     with pytest.raises(DataError, match="no pairs"):
         read_pairs(p)
+
+
+def test_a_pairs_file_is_told_from_a_ratings_file(tmp_path: Path) -> None:
+    """What ``recengine train --data`` reads as pairs: JSON Lines whose first record has in0 or in1."""
+    pairs = write_pairs(tmp_path / "train.jsonl", [[1]], [[2]], [4.0])
+    assert is_pairs_file(pairs)
+    padded = tmp_path / "padded.ndjson"
+    padded.write_text('\n  \n{"in0": [1], "in1": [2]}\n')
+    assert is_pairs_file(padded)
+    ratings = tmp_path / "ratings.jsonl"
+    ratings.write_text('{"user": 1, "item": 2, "rating": 4}\n')
+    csv = tmp_path / "pairs.csv"
+    csv.write_text('{"in0": [1], "in1": [2]}\n')
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"in0": [1], "in1": \n')
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00")
+    for path in (ratings, csv, broken, binary, tmp_path / "missing.jsonl", tmp_path):
+        assert not is_pairs_file(path), path

@@ -92,6 +92,7 @@ def train(
     from rich.markup import escape
 
     from recengine import artifacts
+    from recengine.data.pairs import is_pairs_file
     from recengine.errors import ConfigError
     from recengine.models.registry import create
     from recengine.training.checkpoint import checkpoint_path, clear_checkpoint
@@ -118,36 +119,53 @@ def train(
         )
     if resume and not has_checkpoint:
         err_console.print(f"no checkpoint in {escape(str(ckpt))}; training from the start", soft_wrap=True)
-    ds = read_data(
-        data,
-        sep=sep,
-        no_header=no_header,
-        user_col=user_col,
-        item_col=item_col,
-        rating_col=rating_col,
-        timestamp_col=timestamp_col,
-        scale=scale,
-        implicit=implicit,
-    )
-    inter = ds.interactions
-    n_feedback = 0
-    if include_feedback is not None:
-        from recengine.serving.store import feedback_interactions, merge_feedback
-
-        fb = feedback_interactions(include_feedback, namespace=ds.name)  # the server's namespace
-        inter = merge_feedback(inter, fb)  # feedback wins over training ratings; new ids appended
-        n_feedback = len(fb)
-    t0 = time.perf_counter()
     show = sys.stderr.isatty() if progress is None else progress
-    if show:
-        err_console.print(f"training {model} on {ds.name} ({len(inter):,} ratings)")
-    m.use_dataset(ds).fit(inter, checkpoint_dir=ckpt, resume=resume, progress=show)
+    reading = {"sep": sep, "user_col": user_col, "item_col": item_col, "rating_col": rating_col}
+    reading.update(timestamp_col=timestamp_col, scale=scale)
+    n_feedback = 0
+    ds = None
+    if is_pairs_file(data):
+        # SageMaker's training input: in0/in1 token lists and a label per line, read by the model
+        given = [f"--{k.replace('_', '-')}" for k, v in reading.items() if v is not None]
+        given += [o for o, on in (("--no-header", no_header), ("--implicit", implicit)) if on]
+        given += ["--include-feedback"] if include_feedback is not None else []
+        if given:
+            raise ConfigError(
+                f"{data} holds Object2Vec pairs (in0, in1, label); {', '.join(given)} apply to ratings files"
+            )
+        from recengine.models.object2vec import Object2Vec
+
+        if not isinstance(m, Object2Vec):
+            raise ConfigError(
+                f"{data} holds Object2Vec pairs (in0, in1, label); only object2vec trains on them"
+            )
+        data_name = Path(data).name
+        if show:
+            err_console.print(f"training {model} on the pairs of {data_name}")
+        t0 = time.perf_counter()
+        m.fit_pairs(Path(data), checkpoint_dir=ckpt, resume=resume, progress=show)
+        n_rows = int(m.history.get("object2vec", {}).get("rows", 0))
+    else:
+        ds = read_data(data, no_header=no_header, implicit=implicit, **reading)
+        data_name = ds.name
+        inter = ds.interactions
+        if include_feedback is not None:
+            from recengine.serving.store import feedback_interactions, merge_feedback
+
+            fb = feedback_interactions(include_feedback, namespace=ds.name)  # the server's namespace
+            inter = merge_feedback(inter, fb)  # feedback wins over training ratings; new ids appended
+            n_feedback = len(fb)
+        if show:
+            err_console.print(f"training {model} on {ds.name} ({len(inter):,} ratings)")
+        t0 = time.perf_counter()
+        m.use_dataset(ds).fit(inter, checkpoint_dir=ckpt, resume=resume, progress=show)
+        n_rows = len(inter)
     seconds = time.perf_counter() - t0
     fit_info = {
         "seconds": seconds,
-        "ratings": len(inter),
-        "users": inter.n_users,
-        "items": inter.n_items,
+        "ratings": n_rows,
+        "users": len(m.users),
+        "items": len(m.items),
         "resumed": resume and has_checkpoint,
         "feedback_ratings": n_feedback,
     }
@@ -156,7 +174,7 @@ def train(
     summary = artifacts.info(out)
     result = {
         "model": model,
-        "data": ds.name,
+        "data": data_name,
         "out": str(out),
         "params": m.get_params(),
         "fit_seconds": seconds,

@@ -56,6 +56,24 @@ class Pairs:
         write_pairs(path, self.tokens(0), self.tokens(1), self.labels)
 
 
+def is_pairs_file(path: str | Path) -> bool:
+    """Whether ``path`` is a JSON Lines file whose first record has Object2Vec's ``in0`` or ``in1``
+    (so that a command given it reads pairs, not ratings); anything else is left to the other readers,
+    whose errors name what is wrong."""
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() not in (".jsonl", ".ndjson", ".json"):
+        return False
+    try:
+        with path.open("rb") as fh:
+            for raw in fh:
+                if raw.strip():
+                    first = json.loads(raw)
+                    return isinstance(first, dict) and ("in0" in first or "in1" in first)
+    except (OSError, ValueError):  # unreadable, not UTF-8 or not JSON: not recognisably pairs
+        return False
+    return False
+
+
 def read_pairs(path: str | Path) -> Pairs:
     """Read an Object2Vec JSON Lines file; a bad line is a DataError naming its number and field."""
     path = Path(path)
