@@ -337,8 +337,10 @@ def test_train_reads_sagemaker_json_lines_pairs(tmp_path, run):
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout)
     assert summary["data"] == "train.jsonl" and summary["fit_info"]["ratings"] == 600
+    from recengine.models.object2vec import Object2Vec
+
     m = artifacts.load(out)
-    assert m.layout["mode"] == "pairs"
+    assert isinstance(m, Object2Vec) and m.layout["mode"] == "pairs"
     pairs_csv = tmp_path / "pairs.csv"
     pairs_csv.write_text(
         "user,item\n" + "".join(f"{u},{i}\n" for u, i in zip(users[:5], items[:5], strict=True))
