@@ -358,3 +358,30 @@ def test_train_reads_sagemaker_json_lines_pairs(tmp_path, run):
     bad.write_text("\n".join([*lines[:2], '{"in0": [1], "in1": "x", "label": 3}', *lines[3:]]) + "\n")
     failed(run("train", "object2vec", "--data", str(bad), "--out", str(tmp_path / "d")), "line 3", "in1")
     assert not (tmp_path / "b").exists() and not (tmp_path / "d").exists()
+
+
+def test_a_warning_is_one_line_on_stderr(tmp_path):
+    """Truncated token sequences are counted and said in one ``warning:`` line, without the source
+    line of the code that noticed them."""
+    from recengine.data.pairs import write_pairs
+
+    path = write_pairs(tmp_path / "long.jsonl", [[1, 2, 3, 4], [2]], [[10], [11]], [4.0, 3.0])
+    out = tmp_path / "m"
+    p = run_process(
+        "train",
+        "object2vec",
+        "--data",
+        str(path),
+        "--out",
+        str(out),
+        "--set",
+        "epochs=1",
+        "--set",
+        "enc0_max_seq_len=2",
+        "--set",
+        "members=1",
+    )
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    want = "warning: object2vec: 1 in0 token sequences were longer than max_seq_len=2 and were truncated"
+    assert want in lines and "UserWarning" not in p.stderr and ".py:" not in p.stderr, p.stderr

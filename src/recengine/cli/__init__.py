@@ -58,14 +58,26 @@ def _stop(signum: int, frame: object) -> None:
     raise _Stopped(signum)
 
 
+def _format_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """A warning on the command line is one line of what happened (a truncated sequence, a skipped
+    row), as an error is: not the file and source line of the code that noticed it."""
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    return f"warning{kind}: {message}\n"
+
+
 def main() -> None:
-    """Entry point: library errors become one clear line on stderr and exit status 2; usage errors
-    are reported by the argument parser itself; Ctrl-C and SIGTERM say so and exit 130 and 143,
-    after the same cleanup as an error (the server installs its own graceful handlers)."""
+    """Entry point: library errors become one clear line on stderr and exit status 2, warnings one
+    line each; usage errors are reported by the argument parser itself; Ctrl-C and SIGTERM say so and
+    exit 130 and 143, after the same cleanup as an error (the server installs its own graceful
+    handlers)."""
     import signal
+    import warnings
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _stop)
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         app()
     except RecengineError as e:
@@ -75,3 +87,5 @@ def main() -> None:
         what = "interrupted" if e.signum == signal.SIGINT else "terminated"
         print(what, file=sys.stderr)
         sys.exit(128 + e.signum)
+    finally:
+        warnings.formatwarning = formatwarning
