@@ -121,7 +121,8 @@ def _write(
         "model": model.name,
         "params": model.get_params(),
         "capabilities": model.capabilities.as_dict(),
-        "rating_scale": None if scale is None else {"low": scale.low, "high": scale.high, "step": scale.step},
+        "rating_scale": _scale_json(scale),
+        "input_rating_scale": _scale_json(model.input_scale),
         "n_users": len(model.users),
         "n_items": len(model.items),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -347,17 +348,25 @@ def load(path: Path) -> Recommender:
             f"{len(users)} users × {len(items)} items",
             path / WEIGHTS,
         )
-    rs = config.get("rating_scale")
-    scale = None if rs is None else RatingScale(float(rs["low"]), float(rs["high"]), rs.get("step"))
+    scale = _scale_from_json(config.get("rating_scale"))
+    input_scale = _scale_from_json(config.get("input_rating_scale"))  # absent before it was saved
     history: dict[str, Any] = {}
     if METRICS in files:
         history = dict(_read_json(path / METRICS).get("training") or {})
     state = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
     try:
-        model.restore(users, items, scale, seen, state, history)
+        model.restore(users, items, scale, seen, state, history, input_scale=input_scale)
     except (KeyError, ValueError, TypeError, IndexError, RecengineError) as e:
         raise ArtifactError(f"the weights do not fit a {name} model: {e}", path / WEIGHTS) from None
     return model
+
+
+def _scale_json(scale: RatingScale | None) -> dict[str, float | None] | None:
+    return None if scale is None else {"low": scale.low, "high": scale.high, "step": scale.step}
+
+
+def _scale_from_json(rs: Any) -> RatingScale | None:
+    return None if rs is None else RatingScale(float(rs["low"]), float(rs["high"]), rs.get("step"))
 
 
 def _read_json(f: Path) -> dict[str, Any]:

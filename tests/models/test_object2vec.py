@@ -374,9 +374,17 @@ def test_rating_classes_predict_the_probability_above_the_threshold():
     two = m.predict_pairs(interactions_to_pairs(data))
     np.testing.assert_allclose(two[:, 1], p, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(two.sum(axis=1), 1.0, rtol=1e-6)
-    liked = m.fold_in(np.array([0, 2, 4]), np.array([1.0, 1.0, 0.0]))  # a new user's 0/1 labels
+    assert m.input_scale == data.scale  # fitted on stars: a history is given in stars
+    liked = m.fold_in(np.array([0, 2, 4]), np.array([5.0, 4.0, 1.0]))
     assert m.net is not None
     assert liked.shape == (m.net.side_dim,) and np.all(np.isfinite(liked))
+    with pytest.raises(DataError, match="rating 0 is outside the model's scale 1"):
+        m.fold_in(np.array([0, 2, 4]), np.array([1.0, 1.0, 0.0]))
+    # a model saved before its input scale was: the history's 0/1 labels reach the head as P(label = 1)
+    old = Object2Vec(m.get_params()).restore(m.users, m.items, m.scale, m.seen(), m.state_arrays(), m.history)
+    assert old.input_scale == old.scale
+    labels = old.fold_in(np.array([0, 2, 4]), np.array([1.0, 1.0, 0.0]))
+    assert labels.shape == liked.shape and np.all(np.isfinite(labels))
 
 
 def test_rating_classes_checks():
@@ -484,6 +492,19 @@ def test_negative_sampling_model_ranks_the_own_group_first():
     m = Object2Vec(FAST_TOK, negative_sampling_rate=2, output_layer="softmax", lr=0.01).fit(data)
     assert m.history["object2vec"]["negatives"] == 2 * len(data)
     assert m.scale is not None and (m.scale.low, m.scale.high) == (0.0, 1.0)
+    # a history is given in the ratings it was fitted on, and every rated item is a positive
+    items = np.array([0, 2, 4])
+    assert m.input_scale == data.scale
+    np.testing.assert_array_equal(m.fold_in(items, [5.0, 1.0, 3.0]), m.fold_in(items, [1.0, 1.0, 1.0]))
+
+
+def test_a_threshold_model_folds_in_the_labels_of_a_history_of_stars():
+    data = groups()
+    m = Object2Vec(FAST_TOK, output_layer="softmax", label_threshold=3, lr=0.01, epochs=3).fit(data)
+    items = np.array([0, 2, 4])
+    same = m.fold_in(items, [5.0, 4.0, 1.0])
+    np.testing.assert_array_equal(same, m.fold_in(items, [4.0, 5.0, 3.0]))  # the same labels: 1, 1, 0
+    assert not np.array_equal(same, m.fold_in(items, [1.0, 1.0, 5.0]))
 
 
 # ----- side tokens, cold start, content ------------------------------------------------------------------

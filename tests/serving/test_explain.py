@@ -15,10 +15,10 @@ from recengine.models.explain import explain_item
 
 
 class _Embedded:
-    """The two things explain_item reads from a model."""
+    """What explain_item reads from a model: item embeddings and the scale of the history's ratings."""
 
     def __init__(self, emb: np.ndarray, scale: RatingScale | None) -> None:
-        self._emb, self.scale = emb, scale
+        self._emb, self.input_scale = emb, scale
 
     def item_embeddings(self) -> np.ndarray:
         return self._emb

@@ -315,3 +315,53 @@ def test_corrupt_model_refused_at_start(model_dirs: dict[str, Path], tmp_path: P
     assert create_app([model_dirs["bias"]], store_url=tmp_path / "s.sqlite3").state.registry.names() == [
         "bias"
     ]
+
+
+@pytest.fixture(scope="module")
+def stars_binary_dir(ml100k, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """object2vec fitted on ml-100k's stars that predicts P(rating > 3): it takes stars, answers 0..1."""
+    from recengine.models.object2vec import Object2Vec
+
+    small = {"epochs": 1, "members": 1, "enc_dim": 16, "mlp_dim": 16, "token_embedding_dim": 16, "threads": 1}
+    model = Object2Vec(output_layer="softmax", num_classes=5, label_threshold=3, rating_classes=True, **small)
+    model.use_dataset(ml100k).fit(ml100k.interactions)
+    return artifacts.save(model, tmp_path_factory.mktemp("o2v") / "o2v-binary", dataset=ml100k)
+
+
+def test_a_binary_model_fitted_on_stars_takes_stars(stars_binary_dir: Path, tmp_path: Path) -> None:
+    """Feedback, a known user's history and fold-in are on the scale the model was fitted on (stars),
+    its predictions on 0..1: a posted star rating folds in with the training stars, not a scale error."""
+    app = create_app([("o2v", stars_binary_dir)], store_url=tmp_path / "feedback.sqlite3")
+    with TestClient(app) as client:
+        info = _ok(client.get("/v1/models/o2v"))
+        assert info["kind"] == "binary"
+        assert info["rating_scale"] == {"low": 1.0, "high": 5.0, "step": 1.0}
+        assert info["prediction_scale"] == {"low": 0.0, "high": 1.0, "step": 1.0}
+        before = _ok(client.get("/v1/users/196/recommendations?k=5"))
+        assert not before["folded_in"] and all(0 <= x["score"] <= 1 for x in before["items"])
+        _ok(client.post("/v1/users/196/ratings", json={"ratings": [{"item": 50, "rating": 1}]}), 201)
+        after = _ok(client.get("/v1/users/196/recommendations?k=5"))
+        assert after["folded_in"] and after["feedback_size"] == 1
+        assert after["history_size"] == before["history_size"] + 1
+        assert all(0 <= x["score"] <= 1 for x in after["items"])
+        assert (
+            client.post("/v1/users/196/ratings", json={"ratings": [{"item": 1, "rating": 0}]}).status_code
+            == 422
+        )
+        reasons = _ok(client.get("/v1/users/196/explain/50"))["because"]
+        assert reasons and all(
+            r["contribution"] == pytest.approx(r["similarity"] * (r["rating"] - 3)) for r in reasons
+        )
+        anon = _ok(
+            client.post(
+                "/v1/recommendations",
+                json={"ratings": [{"item": 50, "rating": 5}, {"item": 181, "rating": 4}]},
+            )
+        )
+        assert anon["folded_in"] and len(anon["items"]) == 10
+    model = artifacts.load(stars_binary_dir)
+    assert model.input_scale is not None and (model.input_scale.low, model.input_scale.high) == (1.0, 5.0)
+    liked, disliked = model.fold_in([50, 172, 181], [5, 5, 5]), model.fold_in([50, 172, 181], [1, 1, 1])
+    p_liked = model._score_folded(liked)[model.items.to_internal([174])[0]]  # Raiders of the Lost Ark
+    p_disliked = model._score_folded(disliked)[model.items.to_internal([174])[0]]
+    assert p_liked > p_disliked  # the stars are read as stars: loving the Star Wars films says more

@@ -80,6 +80,7 @@ class Recommender(ABC):
         self._users: IdMap | None = None
         self._items: IdMap | None = None
         self._scale: RatingScale | None = None
+        self._input_scale: RatingScale | None = None
         self._seen: sp.csr_matrix | None = None
         self.history: dict[str, Any] = {}  # training curves and figures, saved with the artifact
         self.checkpoint_dir: Path | None = None
@@ -118,6 +119,7 @@ class Recommender(ABC):
                 f"{self.name} predicts ratings and needs explicit ratings, but the data is implicit"
             )
         self._users, self._items, self._scale = train.users, train.items, train.scale
+        self._input_scale = train.scale
         self._seen = train.csr("rating")  # stored entries = seen; values = ratings (0 labels kept)
         self._fit(train)
         return self
@@ -143,7 +145,15 @@ class Recommender(ABC):
 
     @property
     def scale(self) -> RatingScale | None:
+        """The scale of the predictions (0..1 for a model that predicts P(label = 1))."""
         return self._scale
+
+    @property
+    def input_scale(self) -> RatingScale | None:
+        """The scale of the ratings the model was fitted on, which a history given to :meth:`fold_in`
+        (and a known user's :meth:`user_history`) is on. It differs from :attr:`scale` where a model
+        makes its labels of ratings: one fitted on 1-5 stars that predicts P(rating > 3) takes stars."""
+        return self._input_scale if self._input_scale is not None else self._scale
 
     def seen(self) -> sp.csr_matrix:
         """User × item matrix of the training interactions: its stored entries are what
@@ -177,9 +187,12 @@ class Recommender(ABC):
         seen: sp.csr_matrix,
         arrays: dict[str, np.ndarray],
         history: dict[str, Any] | None = None,
+        input_scale: RatingScale | None = None,
     ) -> Self:
-        """Bring a saved model back without its training data (used by ``recengine.artifacts``)."""
+        """Bring a saved model back without its training data (used by ``recengine.artifacts``);
+        ``input_scale`` defaults to ``scale``, as for a model whose labels are its ratings."""
         self._users, self._items, self._scale, self._seen = users, items, scale, seen.tocsr()
+        self._input_scale = input_scale if input_scale is not None else scale
         self.history = dict(history or {})
         self.load_state_arrays(arrays)
         return self
@@ -294,7 +307,8 @@ class Recommender(ABC):
 
     # ----- new users from a history (fold-in) --------------------------------------------------
     def fold_in(self, items: npt.ArrayLike, ratings: npt.ArrayLike | None = None) -> npt.NDArray[np.float64]:
-        """A new user's representation from (external item, rating) pairs, item side frozen.
+        """A new user's representation from (external item, rating) pairs, item side frozen; the
+        ratings are on :attr:`input_scale`, as the training ratings were.
 
         Unknown items raise UnknownIdError; models that cannot do this raise CapabilityError.
         """
@@ -304,10 +318,11 @@ class Recommender(ABC):
         r = np.ones(len(idx)) if ratings is None else np.asarray(ratings, dtype=np.float64)
         if r.shape != idx.shape:
             raise ValueError("items and ratings must have the same length")
-        if self.scale is not None and len(r):
-            bad = self.scale.bad_rows(r)
+        scale = self.input_scale
+        if scale is not None and len(r):
+            bad = scale.bad_rows(r)
             if bool(bad.any()):
-                raise DataError(f"rating {r[bad][0]:g} is outside the model's scale {self.scale}")
+                raise DataError(f"rating {r[bad][0]:g} is outside the model's scale {scale}")
         return self._fold_in(idx, r)
 
     def _fold_in(self, items: npt.NDArray[np.int64], ratings: FloatArray) -> FloatArray:

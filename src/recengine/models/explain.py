@@ -62,7 +62,7 @@ def explain_item(
     hist, ratings = hist[keep], ratings[keep]
     norms = np.linalg.norm(emb[hist], axis=1) * np.linalg.norm(emb[item])
     sims = np.where(norms > 1e-12, emb[hist] @ emb[item] / np.maximum(norms, 1e-12), 0.0)
-    scale = model.scale
+    scale = model.input_scale  # the history's ratings are on the scale the model was fitted on
     weight = ratings - (scale.low + scale.high) / 2 if scale is not None else ratings
     contrib = sims * weight
     order = np.lexsort((hist, -contrib))[:k]  # ties by the lower id, so the answer is stable

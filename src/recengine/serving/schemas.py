@@ -154,7 +154,12 @@ class ModelInfo(BaseModel):
     dataset: str | None
     capabilities: dict[str, bool]
     params: dict[str, object]
-    rating_scale: dict[str, float | None] | None
+    rating_scale: dict[str, float | None] | None = Field(
+        description="the scale people rate on: the training ratings', which feedback and fold-in take"
+    )
+    prediction_scale: dict[str, float | None] | None = Field(
+        description="the scale of the predictions (0 to 1 for a binary model, even one fitted on stars)"
+    )
     n_users: int
     n_items: int
     metrics: dict[str, object]

@@ -260,7 +260,7 @@ def add_ratings(
     user = canonical_user(sm, user)
     idx = internal_items(sm, items)
     r = np.asarray(ratings, dtype=np.float64)
-    scale = sm.model.scale
+    scale = sm.model.input_scale  # what the model was fitted on, as a known user's history is
     if scale is not None and len(r):
         bad = scale.bad_rows(r)
         if bool(bad.any()):

@@ -301,9 +301,21 @@ class Object2Vec(TorchRecommender):
     def _fold_in(
         self, items: npt.NDArray[np.int64], ratings: npt.NDArray[np.float64]
     ) -> npt.NDArray[np.float64]:
-        """As the base does it; a rating-class head is fitted to the history's 0/1 labels through
-        P(label = 1) (its classes are ratings, which a binary history does not give)."""
-        if not self.params.rating_classes or len(items) == 0:
+        """As the base does it, on the model's own labels. A history on the scale of the ratings the
+        model made its labels of (stars, for one that predicts P(rating > 3)) is turned into them
+        first: above ``label_threshold`` is 1, and with negative sampling every rated item is; a
+        rating-class head is fitted to the rating classes themselves. A history of 0/1 labels (a model
+        saved before its input scale was, or fitted on labels) reaches a rating-class head through
+        P(label = 1)."""
+        p = self.params
+        input_scale = self.input_scale
+        labels_given = input_scale == self.scale
+        if not labels_given and not p.rating_classes:
+            if p.label_threshold is not None:
+                ratings = (ratings > p.label_threshold).astype(np.float64)
+            elif p.negative_sampling_rate > 0:
+                ratings = np.ones_like(ratings)
+        if not p.rating_classes or len(items) == 0:
             return super()._fold_in(items, ratings)
         net = self._o2v().eval()
         dev = _device(net)
@@ -311,18 +323,26 @@ class Object2Vec(TorchRecommender):
         positive = torch.from_numpy(np.asarray(self.layout["positive_classes"], dtype=np.float32)).to(dev)
         with torch.no_grad():
             iv = net.item_side(torch.from_numpy(items).to(dev))
-        target = torch.from_numpy(ratings.astype(np.float32)).to(dev)
+        if labels_given or input_scale is None or input_scale.step is None:
+            target = torch.from_numpy(ratings.astype(np.float32)).to(dev)
+
+            def loss_of(out: torch.Tensor) -> torch.Tensor:
+                p1 = (torch.softmax(out, dim=-1) @ positive).clamp(1e-6, 1 - 1e-6)
+                return torch.nn.functional.binary_cross_entropy(p1, target, reduction="sum")
+
+        else:
+            grid = np.round((ratings - input_scale.low) / input_scale.step).astype(np.int64)
+            classes = torch.from_numpy(grid).to(dev)
+
+            def loss_of(out: torch.Tensor) -> torch.Tensor:
+                return torch.nn.functional.cross_entropy(out, classes, reduction="sum")
+
         v = prior.clone().requires_grad_(True)
-        opt = torch.optim.LBFGS(
-            [v], lr=1.0, max_iter=self.params.fold_in_steps, line_search_fn="strong_wolfe"
-        )
+        opt = torch.optim.LBFGS([v], lr=1.0, max_iter=p.fold_in_steps, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
-            p1 = (torch.softmax(net.combine(v.expand(len(items), -1), iv), dim=-1) @ positive).clamp(
-                1e-6, 1 - 1e-6
-            )
-            loss = torch.nn.functional.binary_cross_entropy(p1, target, reduction="sum")
-            loss = loss + self.params.fold_in_reg * torch.sum((v - prior) ** 2)
+            loss = loss_of(net.combine(v.expand(len(items), -1), iv))
+            loss = loss + p.fold_in_reg * torch.sum((v - prior) ** 2)
             (grad,) = torch.autograd.grad(loss, v)  # weights stay untouched
             v.grad = grad
             return loss.detach()
