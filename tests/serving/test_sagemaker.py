@@ -39,6 +39,9 @@ def test_seed_rating_payload_unchanged(client: TestClient, model_dirs: dict[str,
         "/invocations", json={"instances": [{"in0": [196], "in1": [242]}, {"in0": [186], "in1": [302]}]}
     )
     assert ints.json() == r.json()
+    # a training line sent as it is: its label is ignored
+    labelled = client.post("/invocations", json={"instances": [{"in0": [196], "in1": [242], "label": 3}]})
+    assert labelled.json()["predictions"] == r.json()["predictions"][:1]
 
 
 def test_binary_classifier_scores_are_p0_p1(client: TestClient) -> None:
@@ -179,3 +182,42 @@ def test_oversized_body_is_413(make_client) -> None:
 
     r2 = c.post("/invocations", content=chunks(), headers=JSON)
     assert r2.status_code == 413
+
+
+def test_a_model_trained_on_pairs_takes_their_token_sequences(tmp_path: Path) -> None:
+    """Served, a model trained on JSON Lines pairs answers the token sequences of its training file
+    (several tokens per side here), as SageMaker's Object2Vec does, not ids of sequence numbers."""
+    from recengine.data.pairs import read_pairs, write_pairs
+    from recengine.models.object2vec import Object2Vec
+    from recengine.serving.app import create_app
+
+    rng = np.random.default_rng(0)
+    in0 = [[int(u)] for u in rng.integers(0, 30, 400)]
+    in1 = [[int(m), 100 + int(m) % 7] for m in rng.integers(0, 40, 400)]  # movie id and a genre token
+    labels = [float(1 + (u[0] + m[0]) % 5) for u, m in zip(in0, in1, strict=True)]
+    path = write_pairs(tmp_path / "train.jsonl", in0, in1, labels)
+    small = {"epochs": 2, "members": 1, "enc_dim": 8, "mlp_dim": 8, "token_embedding_dim": 8, "threads": 1}
+    model = Object2Vec(**small).fit_pairs(path)
+    out = artifacts.save(model, tmp_path / "pairs-model")
+    with TestClient(create_app([("pairs", out)], store_url=tmp_path / "fb.sqlite3")) as client:
+        lines = path.read_text().splitlines()[:5]  # training lines, labels and all
+        r = client.post("/invocations", content="\n".join(lines) + "\n", headers=JSONL)
+        assert r.status_code == 200, r.text
+        got = [json.loads(x)["scores"][0] for x in r.text.splitlines()]
+        want = model.predict_pairs(read_pairs(path))[:5]
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        one = client.post("/invocations", json={"instances": [{"in1": in1[0]}, {"in0": in0[0]}]}).json()
+        np.testing.assert_allclose(
+            one["predictions"][0]["embeddings"], model.embed(1, [in1[0]])[0], rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            one["predictions"][1]["embeddings"], model.embed(0, [in0[0]])[0], rtol=1e-5
+        )
+        for body, status, fragment in [
+            ({"in0": [1], "in1": [5, 999]}, 404, "instance 0, in1: token 999 is outside"),
+            ({"in0": [], "in1": [5]}, 400, "non-empty list of tokens"),
+            ({"in0": [1], "in1": [-2]}, 400, "non-negative integer"),
+            ({"in0": [1], "in1": [5], "x": 1}, 400, "unknown field 'x'"),
+        ]:
+            bad = client.post("/invocations", json={"instances": [body]})
+            assert bad.status_code == status and fragment in bad.json()["detail"], bad.text

@@ -8,7 +8,9 @@ format (say, a factorization-machine model with side features) is one more :clas
 - :class:`Object2VecHandler`: ``{"in0": [user], "in1": [movie]}`` → ``{"scores": [rating]}`` for a
   regression model, ``{"scores": [p0, p1]}`` for a binary classifier; one side only →
   ``{"embeddings": [...]}`` (the user's for ``in0``, the movie's for ``in1``). Ids are the data
-  set's external ids, as integers or strings (the seed's notebook sent ``[str(u)]``).
+  set's external ids, as integers or strings (the seed's notebook sent ``[str(u)]``); a model trained
+  on JSON Lines pairs takes the token sequences of its training file instead. A ``label`` (a training
+  line sent as it is) is ignored.
 - :class:`FeatureRowsHandler`: factorization machines' ``{"features": [...]}`` (dense) or
   ``{"data": {"features": {"keys": [...], "shape": [n], "values": [...]}}}`` (sparse) rows in the
   seed's one-hot layout (user block, then item block, by the model's internal ids) →
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from recengine.errors import CapabilityError, RecengineError
+from recengine.errors import CapabilityError, RecengineError, UnknownIdError
 from recengine.serving.models import ServedModel
 from recengine.serving.service import ids_for
 
@@ -66,7 +68,38 @@ def _one_id(value: Any, where: str) -> str | int:
     return value
 
 
+def _sides(inst: dict[str, Any], n: int) -> tuple[bool, bool]:
+    """Which of in0 and in1 an instance has; a ``label`` (a training line sent as it is) is ignored,
+    any other field refused."""
+    has0, has1 = "in0" in inst, "in1" in inst
+    if not (has0 or has1):
+        raise InvocationError(f"instance {n}: expected in0 and/or in1")
+    if len(inst) != has0 + has1 + ("label" in inst):
+        extra = set(inst) - {"in0", "in1", "label"}
+        raise InvocationError(f"instance {n}: unknown field {sorted(extra)[0]!r}")
+    return has0, has1
+
+
+def _tokens(value: Any, where: str, vocab: int) -> list[int]:
+    """One side's token sequence for a model trained on JSON Lines pairs: tokens 0..vocab-1."""
+    if not isinstance(value, list) or not value:
+        raise InvocationError(f"{where}: expected a non-empty list of tokens, got {value!r}")
+    out: list[int] = []
+    for v in value:
+        if isinstance(v, str) and v.isdecimal():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise InvocationError(f"{where}: a token is a non-negative integer, got {v!r}")
+        if v >= vocab:
+            raise UnknownIdError(f"{where}: token {v} is outside the model's vocabulary 0..{vocab - 1}")
+        out.append(v)
+    return out
+
+
 class Object2VecHandler(Handler):
+    """Ids of the model's users and items, one per side; for a model trained on JSON Lines pairs, the
+    token sequences of its training file (what SageMaker's Object2Vec takes)."""
+
     name = "object2vec"
 
     def accepts(self, instance: dict[str, Any]) -> bool:
@@ -74,18 +107,16 @@ class Object2VecHandler(Handler):
 
     def predict(self, sm: ServedModel, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
         model = sm.model
+        layout = getattr(model, "layout", None)
+        if isinstance(layout, dict) and layout.get("mode") == "pairs":
+            return self._predict_tokens(sm, instances, [int(v) for v in layout["raw_vocab"]])
         pairs: list[int] = []
         users: list[str] = []
         items: list[str] = []
         u_only: list[tuple[int, str | int]] = []
         i_only: list[tuple[int, str | int]] = []
         for n, inst in enumerate(instances):  # one pass: a request may hold thousands of instances
-            has0, has1 = "in0" in inst, "in1" in inst
-            if not (has0 or has1):
-                raise InvocationError(f"instance {n}: expected in0 and/or in1")
-            if len(inst) != has0 + has1:
-                extra = set(inst) - {"in0", "in1"}
-                raise InvocationError(f"instance {n}: unknown field {sorted(extra)[0]!r}")
+            has0, has1 = _sides(inst, n)
             if has0 and has1:
                 pairs.append(n)
                 users.append(str(_one_id(inst["in0"], f"instance {n}, in0")))
@@ -109,6 +140,40 @@ class Object2VecHandler(Handler):
             if rows:
                 idx = idmap.to_internal(ids_for(idmap, [v for _, v in rows]))
                 vectors = np.asarray(embed(), dtype=np.float64)[idx].tolist()
+                for (n, _), vec in zip(rows, vectors, strict=True):
+                    out[n] = {"embeddings": vec}
+        return out
+
+    def _predict_tokens(
+        self, sm: ServedModel, instances: list[dict[str, Any]], vocab: list[int]
+    ) -> list[dict[str, Any]]:
+        """Pairs through the model's pair inference, one side through its encoder (``embed``)."""
+        from recengine.data.pairs import Pairs
+        from recengine.models.object2vec.tokens import ragged_to_padded
+
+        model: Any = sm.model  # an Object2Vec in pairs mode (predict_pairs, embed)
+        pairs: list[tuple[int, list[int], list[int]]] = []
+        only: tuple[list[tuple[int, list[int]]], list[tuple[int, list[int]]]] = ([], [])
+        for n, inst in enumerate(instances):
+            has0, has1 = _sides(inst, n)
+            t0 = _tokens(inst["in0"], f"instance {n}, in0", vocab[0]) if has0 else []
+            t1 = _tokens(inst["in1"], f"instance {n}, in1", vocab[1]) if has1 else []
+            if has0 and has1:
+                pairs.append((n, t0, t1))
+            else:
+                only[0 if has0 else 1].append((n, t0 or t1))
+        out: list[dict[str, Any]] = [{} for _ in instances]
+        if pairs:
+            in0, len0 = ragged_to_padded([t0 for _, t0, _ in pairs], "in0")
+            in1, len1 = ragged_to_padded([t1 for _, _, t1 in pairs], "in1")
+            scores = np.asarray(
+                model.predict_pairs(Pairs(in0, len0.astype(np.int32), in1, len1.astype(np.int32)))
+            )
+            for (n, _, _), row in zip(pairs, scores.tolist(), strict=True):
+                out[n] = {"scores": row if isinstance(row, list) else [row]}
+        for side, rows in enumerate(only):
+            if rows:
+                vectors = np.asarray(model.embed(side, [t for _, t in rows]), dtype=np.float64).tolist()
                 for (n, _), vec in zip(rows, vectors, strict=True):
                     out[n] = {"embeddings": vec}
         return out
