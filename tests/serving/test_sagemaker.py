@@ -73,6 +73,30 @@ def test_jsonlines_in_and_out(client: TestClient) -> None:
     assert len(r3.json()["predictions"]) == 2
 
 
+@pytest.mark.parametrize(
+    ("accept", "answer"),
+    [
+        ("*/*", "application/jsonlines"),  # the request's own type
+        ("application/*", "application/jsonlines"),
+        ("text/csv, application/json;q=0.5", "application/json"),
+        ("application/json;q=0.2, application/jsonlines", "application/jsonlines"),
+        ("application/jsonlines;q=0.1, application/json;q=0.9", "application/json"),
+        ("text/csv", None),
+        ("application/json;q=0", None),
+    ],
+)
+def test_the_accept_header_chooses_the_answer_or_is_refused(
+    client: TestClient, accept: str, answer: str | None
+) -> None:
+    body = '{"in0": [196], "in1": [242]}\n'
+    r = client.post("/invocations", content=body, headers={**JSONL, "accept": accept})
+    if answer is None:
+        assert r.status_code == 406 and r.json()["error"] == "not_acceptable", r.text
+        assert "allows neither application/json nor application/jsonlines" in r.json()["detail"]
+    else:
+        assert r.status_code == 200 and r.headers["content-type"].startswith(answer), r.text
+
+
 def test_one_side_gives_embeddings(make_client, model_dirs: dict[str, Path]) -> None:
     c = make_client("mf")
     r = c.post(

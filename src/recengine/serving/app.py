@@ -148,7 +148,7 @@ def create_app(
         )
         return Response(content, media_type=media)
 
-    inv_errors = documented(400, 401, 404, 413, 415, 422)
+    inv_errors = documented(400, 401, 404, 406, 413, 415, 422)
 
     @app.post("/invocations", tags=["sagemaker"], openapi_extra=_INVOCATION_BODY, responses=inv_errors)
     async def invocations(request: Request) -> Response:

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from recengine.artifacts import ArtifactError
 from recengine.errors import CapabilityError, ConfigError, DataError, RecengineError, UnknownIdError
 from recengine.serving.models import UnknownModelError
-from recengine.serving.sagemaker import InvocationError
+from recengine.serving.sagemaker import InvocationError, NotAcceptableError
 from recengine.serving.store import StoreError
 
 #: exception type → (HTTP status, error code); the most specific class present wins.
@@ -25,6 +25,7 @@ STATUS: dict[type[Exception], tuple[int, str]] = {
     UnknownModelError: (404, "unknown_model"),
     UnknownIdError: (404, "unknown_id"),
     InvocationError: (400, "bad_request"),
+    NotAcceptableError: (406, "not_acceptable"),
     CapabilityError: (422, "unsupported"),
     ArtifactError: (422, "model_rejected"),
     ConfigError: (422, "invalid_value"),
@@ -94,6 +95,7 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "missing or wrong API key",
         404: "unknown model, user or item (named)",
         413: "body too large",
+        406: "an Accept header that allows neither JSON nor JSON Lines",
         415: "wrong content type",
         422: "invalid value or unsupported by this model",
         503: "feedback store unavailable",

@@ -39,6 +39,10 @@ class InvocationError(RecengineError):
     """A body that is not a list of instances of a format this server reads."""
 
 
+class NotAcceptableError(RecengineError):
+    """An Accept header that allows neither of the formats this endpoint answers in."""
+
+
 class Handler(ABC):
     """One invocation format: recognizes its instances and answers a batch of them at once."""
 
@@ -240,6 +244,32 @@ def media_type(content_type: str | None) -> str:
     return base
 
 
+def response_type(accept: str | None, content_type: str) -> str:
+    """The answer's media type: the one of JSON and JSON Lines that ``accept`` prefers (by its q
+    values; ``*/*`` and ``application/*`` stand for the request's own type, as does no Accept)."""
+    own = media_type(content_type)
+    if not accept or not accept.strip():
+        return own
+    best, best_q = None, 0.0
+    for part in accept.split(","):
+        kind, *fields = part.split(";")
+        q = 1.0
+        for f in fields:
+            key, _, value = f.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        wanted = media_type(kind)
+        offer = own if wanted in ("*/*", "application/*") else wanted if wanted in (JSON, JSONLINES) else None
+        if offer is not None and q > best_q:
+            best, best_q = offer, q
+    if best is None:
+        raise NotAcceptableError(f"Accept: {accept.strip()[:200]} allows neither {JSON} nor {JSONLINES}")
+    return best
+
+
 def parse_instances(body: bytes, content_type: str) -> list[dict[str, Any]]:
     """The instances of a request body (content type already checked to be JSON or JSON Lines)."""
     try:
@@ -294,10 +324,8 @@ def invoke(sm: ServedModel, body: bytes, content_type: str, accept: str | None) 
     if handler is None:
         known = ", ".join(h.name for h in HANDLERS)
         raise InvocationError(f"instance 0 matches no known format ({known})")
+    out_type = response_type(accept, content_type)  # before the work: a 406 costs nothing
     predictions = handler.predict(sm, instances)
-    out_type = media_type(accept) if accept and media_type(accept) in (JSON, JSONLINES) else None
-    if out_type is None:
-        out_type = media_type(content_type)
     if out_type == JSONLINES:
         text = "".join(json.dumps(p, allow_nan=False) + "\n" for p in predictions)
     else:
