@@ -748,6 +748,27 @@ def test_each_member_checkpoints_apart_and_resumes(tmp_path: Path):
     )
 
 
+def test_a_resumed_fit_must_have_the_models_settings(tmp_path: Path):
+    """The checkpoint keeps the model's own settings: resuming with another network is refused by
+    name (it used to mix the two runs, or fail on a weight's shape); where the members run is not
+    one of them."""
+    data = groups()
+    Object2Vec(FAST_TOK, epochs=2, members=2).fit(data, checkpoint_dir=tmp_path)
+    with pytest.raises(
+        TrainingError, match=r"other model settings \(mlp_activation: 'relu' then, 'tanh' now\)"
+    ):
+        Object2Vec(FAST_TOK, epochs=2, members=2, mlp_activation="tanh").fit(
+            data, checkpoint_dir=tmp_path, resume=True
+        )
+    with pytest.raises(TrainingError, match="enc_dim: 16 then, 32 now"):
+        Object2Vec({**FAST_TOK, "enc_dim": 32}, epochs=2, members=2).fit(
+            data, checkpoint_dir=tmp_path, resume=True
+        )
+    Object2Vec(FAST_TOK, epochs=2, members=2, member_processes=2).fit(
+        data, checkpoint_dir=tmp_path, resume=True
+    )
+
+
 def test_members_trained_in_worker_processes_equal_those_trained_in_turn(tmp_path: Path):
     data = groups()
     params = {**FAST_TOK, "epochs": 3, "members": 3, "seed": 2}  # mixed: the 2nd member reads histories

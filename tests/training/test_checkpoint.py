@@ -157,3 +157,22 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
         train(TinyTask(), other, config(epochs=1), checkpoint_dir=tmp_path, resume=True)
     # Without resume the old checkpoint is simply replaced.
     train(TinyTask(), other, config(epochs=1, lr=0.05), checkpoint_dir=tmp_path)
+    # The model's own settings, given by the model, are kept and compared too.
+    train(TinyTask(), other, config(epochs=1, lr=0.05), checkpoint_dir=tmp_path, identity={"width": 8})
+    with pytest.raises(TrainingError, match=r"other model settings \(width: 8 then, 16 now\)"):
+        train(
+            TinyTask(),
+            other,
+            config(epochs=1, lr=0.05),
+            checkpoint_dir=tmp_path,
+            resume=True,
+            identity={"width": 16},
+        )
+    train(
+        TinyTask(),
+        other,
+        config(epochs=1, lr=0.05),
+        checkpoint_dir=tmp_path,
+        resume=True,
+        identity={"width": 8},
+    )

@@ -174,9 +174,16 @@ class TorchRecommender(Recommender):
                 checkpoint_dir=self.checkpoint_dir,
                 resume=self.resume,
                 progress=self.progress,
+                identity=self.model_settings(),
             )
         self.history = result.as_dict()
         net.eval()
+
+    def model_settings(self) -> dict[str, Any]:
+        """The params that are the model's own rather than the loop's (which the loop compares itself),
+        less those that only say where or how fast it runs: what a resumed fit must share."""
+        loop = set(TrainConfig.model_fields) | {"member_processes"}
+        return {k: v for k, v in self.get_params().items() if k not in loop}
 
     def _train_config(self, n_rows: int) -> TrainConfig:
         """The loop's settings, with ``batch_size=0`` resolved by :func:`auto_batch_size`."""

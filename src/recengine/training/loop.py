@@ -97,8 +97,12 @@ def train(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     progress: bool = False,
+    identity: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``task.module`` on ``arrays`` (``target`` plus inputs, one row each) and return its history.
+
+    ``identity``: the model's own settings (JSON values), kept with each checkpoint; a resumed run
+    must have the same, as it must have the loop's settings and the data.
 
     ``val_arrays`` default to a seeded ``config.val_fraction`` of the rows. At the end the module
     holds the weights of the best validation epoch (the last epoch when there is no validation).
@@ -128,7 +132,7 @@ def train(
     with deterministic(device, cfg.threads):
         refit = cfg.refit and val_np is not None and val_arrays is None
         start = clone_state(task.module) if refit else None
-        first = _Run(task, train_np, val_np, cfg, device, checkpoint_dir, progress).run(resume)
+        first = _Run(task, train_np, val_np, cfg, device, checkpoint_dir, progress, identity).run(resume)
         if start is None:
             return first
         epochs = max(1, first.best_epoch)
@@ -138,7 +142,7 @@ def train(
         )
         copy_state(task.module, start)
         where = None if checkpoint_dir is None else Path(checkpoint_dir) / "refit"
-        result = _Run(task, all_np, None, again, device, where, progress).run(resume)
+        result = _Run(task, all_np, None, again, device, where, progress, identity).run(resume)
         result.refit_from = {
             "history": first.history,
             "best_epoch": first.best_epoch,
@@ -163,8 +167,10 @@ class _Run:
         device: torch.device,
         checkpoint_dir: Path | None,
         progress: bool,
+        identity: dict[str, Any] | None = None,
     ) -> None:
         self.task, self.cfg, self.device = task, cfg, device
+        self.identity = identity
         self.module = task.module.to(device)
         self.fingerprint = {"train": fingerprint(train_np), "val": fingerprint(val_np) if val_np else None}
         self.data = DeviceArrays(train_np, device)
@@ -344,6 +350,7 @@ class _Run:
             "epoch": len(self.history),
             "stopped": self.stopped,
             "config": _comparable(self.cfg),
+            "identity": self.identity,
             "fingerprint": self.fingerprint,
             "history": self.history,
             "early_stopping": {
@@ -369,6 +376,12 @@ class _Run:
             diff = ckpt.settings_diff(meta.get("config") or {}, _comparable(self.cfg))
             raise TrainingError(
                 f"{where} belongs to a run with other settings ({diff}); train without --resume to start over"
+            )
+        if meta.get("identity") != self.identity:
+            diff = ckpt.settings_diff(meta.get("identity") or {}, self.identity or {})
+            raise TrainingError(
+                f"{where} belongs to a run with other model settings ({diff}); train without --resume to "
+                "start over"
             )
         if meta.get("fingerprint") != self.fingerprint:
             raise TrainingError(

@@ -56,6 +56,7 @@ class MemberInputs:
     reg: float
     val_metric: str | None
     resume: bool
+    identity: dict[str, Any] | None = None  # the model's own settings, which a resumed member must share
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def train_member(
             checkpoint_dir=job.checkpoint_dir,
             resume=shared.resume,
             progress=job.progress,
+            identity=shared.identity,
         )
     return net.eval(), result
 
@@ -170,7 +172,7 @@ def write_jobs(
     if shared.values is not None:
         data["table.values"] = shared.values
     settings = {
-        "shared": {k: getattr(shared, k) for k in ("center", "reg", "val_metric", "resume")},
+        "shared": {k: getattr(shared, k) for k in ("center", "reg", "val_metric", "resume", "identity")},
         "jobs": [
             {
                 "seed": job.seed,

@@ -127,6 +127,7 @@ class Object2Vec(TorchRecommender):
             # a softmax over two classes or over rating classes predicts P(label = 1)
             val_metric="log_loss" if values is not None and (len(values) == 2 or p.rating_classes) else None,
             resume=self.resume,
+            identity=self.model_settings(),
         )
         processes = self._member_processes(p, n_members, len(arrays["target"]))
         threads = p.threads if processes == 1 else (p.threads or max(1, cpu_count() // processes))
