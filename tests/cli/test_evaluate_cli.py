@@ -52,6 +52,9 @@ def test_evaluate_own_data_kfold(tmp_path):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert len(out["folds"]) == 3 and out["rmse"] > 0
+    table = run("evaluate", "--model", "user-mean", "--data", str(f), "--split", "kfold", "--folds", "3")
+    mean_row = next(line for line in table.stdout.splitlines() if "│ mean " in line)
+    assert f"{out['rmse']:.4f}" in mean_row and "(sum)" in mean_row  # fit seconds add up, metrics average
     p = run(
         "evaluate",
         "--model",

@@ -87,3 +87,15 @@ def test_a_model_that_makes_its_labels_from_ratings_fits_on_them(ml100k_dir):
     assert 0.5 < res["accuracy"] < 1 and 0 < res["log_loss"] < 1
     with pytest.raises(ConfigError, match="set label_threshold=3"):
         evaluate_folds("object2vec", [small], "binary", {**params, "label_threshold": 2})
+
+
+def test_a_model_set_up_to_predict_labels_is_refused_by_a_rating_task():
+    """object2vec with label_threshold (or negative sampling) predicts P(label = 1): its RMSE against
+    stars would mean nothing, so a rating task refuses it before fitting."""
+    u = np.array([1, 1, 2, 2, 3])
+    i = np.array([1, 2, 1, 3, 4])
+    d = Interactions.from_arrays(u, i, np.array([4.0, 3, 5, 2, 1]))
+    fold = Fold("x", d, d)
+    for params in ({"label_threshold": 3}, {"negative_sampling_rate": 2}):
+        with pytest.raises(CapabilityError, match="predicts the probability of a label"):
+            evaluate_folds("object2vec", [fold], "rating", params)

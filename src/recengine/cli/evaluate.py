@@ -126,8 +126,8 @@ def _print_result(result: dict[str, Any]) -> None:
     for row in result["folds"]:
         table.add_row(row["fold"], *[fmt(row[key]) for key in keys], f"{row['fit_seconds']:.2f}")
     if len(result["folds"]) > 1:
-        table.add_row(
-            "mean", *[fmt(result[key]) for key in keys], f"{result['fit_seconds']:.2f}", style="bold"
+        table.add_row(  # the metrics' mean over the folds; the fit time is their sum, and says so
+            "mean", *[fmt(result[key]) for key in keys], f"{result['fit_seconds']:.2f} (sum)", style="bold"
         )
     out_console.print(table)
 

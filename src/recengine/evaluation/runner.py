@@ -62,6 +62,11 @@ def evaluate_folds(
     for n, fold in enumerate(folds):
         m = create(model, params)
         resolved = m.get_params()
+        if task == "rating" and not m.predicts_ratings:
+            raise CapabilityError(
+                f"model {model!r} with these params predicts the probability of a label (0..1), not a "
+                "rating, so a rating task cannot measure it; measure it on a binary or top-N task"
+            )
         if dataset is not None:
             m.use_dataset(dataset)
         train = fold.train

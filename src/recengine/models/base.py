@@ -95,6 +95,12 @@ class Recommender(ABC):
         models that read none keep this no-op."""
         return self
 
+    @property
+    def predicts_ratings(self) -> bool:
+        """Whether, fitted on ratings, the model predicts ratings (a rating model may be set up to
+        predict the probability of a label instead, which a rating task cannot measure)."""
+        return self.capabilities.rating
+
     def learns_labels_from_ratings(self, threshold: float) -> bool:
         """Whether, asked for P(rating > ``threshold``), this model fits on the ratings themselves rather
         than on the labels; the evaluation runner then gives it a binary fold's training ratings."""

@@ -276,6 +276,11 @@ class Object2Vec(TorchRecommender):
             item_history=item_history,
         )
 
+    @property
+    def predicts_ratings(self) -> bool:
+        """Not with ``label_threshold`` or negative sampling: those predict P(label = 1)."""
+        return self.params.label_threshold is None and self.params.negative_sampling_rate == 0
+
     def learns_labels_from_ratings(self, threshold: float) -> bool:
         """With ``label_threshold`` the model makes its labels from ratings (and with ``rating_classes``
         learns the rating classes themselves), so it fits on the ratings, at the task's threshold."""
