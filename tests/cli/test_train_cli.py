@@ -385,3 +385,43 @@ def test_a_warning_is_one_line_on_stderr(tmp_path):
     lines = p.stderr.splitlines()
     want = "warning: object2vec: 1 in0 token sequences were longer than max_seq_len=2 and were truncated"
     assert want in lines and "UserWarning" not in p.stderr and ".py:" not in p.stderr, p.stderr
+
+
+def test_predict_answers_json_lines_instances_as_the_endpoint_does(model_dir, tmp_path, run):
+    """SageMaker's batch transform: JSON Lines instances in, one answer line each out, as
+    ``/invocations`` answers them; a bad line is named and nothing is written."""
+    src = tmp_path / "instances.jsonl"
+    src.write_text('{"in0": ["196"], "in1": ["242"]}\n\n{"in0": [186], "in1": [302], "label": 3}\n')
+    out = tmp_path / "answers.jsonl"
+    p = run("predict", str(model_dir), "--input", str(src), "--output", str(out), "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["rows"] == 2
+    answers = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = artifacts.load(model_dir).predict([196, 186], [242, 302])
+    assert [a["scores"] for a in answers] == [[pytest.approx(x)] for x in expected]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"in0": [196], "in1": [242]}\n{"in0": [196], "in1": [424242]}\n')
+    failed(
+        run("predict", str(model_dir), "--input", str(bad), "--output", str(tmp_path / "b.jsonl")),
+        "line 2",
+        "424242",
+    )
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"in0": [196], "in1": [242]}\n{"in0": [196], \n')
+    failed(
+        run("predict", str(model_dir), "--input", str(broken), "--output", str(tmp_path / "c.jsonl")),
+        "line 2",
+        "not a JSON object",
+    )
+    p = run(
+        "predict",
+        str(model_dir),
+        "--input",
+        str(src),
+        "--output",
+        str(tmp_path / "d.jsonl"),
+        "--unknown",
+        "skip",
+    )
+    failed(p, "--unknown skip applies to CSV input")
+    assert not any((tmp_path / n).exists() for n in ("b.jsonl", "c.jsonl", "d.jsonl"))

@@ -196,23 +196,40 @@ def train(
 
 def predict(
     model_dir: ModelDir,
-    input_: Annotated[Path, typer.Option("--input", help="CSV with columns user,item (TSV by .tsv)")],
-    output: Annotated[Path, typer.Option(help="CSV to write: user,item,prediction")],
+    input_: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            help="CSV with columns user,item (TSV by .tsv), or SageMaker JSON Lines instances (in0, in1)",
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option(help="CSV to write: user,item,prediction (JSON Lines answers for JSON Lines)")
+    ],
     unknown: Annotated[
-        str, typer.Option(help="rows with ids the model does not know: error | skip")
+        str, typer.Option(help="rows with ids the model does not know: error | skip (CSV only)")
     ] = "error",
     json_out: JsonOpt = False,
 ) -> None:
-    """Predict a rating for every (user, item) row of --input and write them to --output."""
+    """Predict a rating for every (user, item) row of --input and write them to --output. JSON Lines
+    instances are answered as the server's /invocations answers them (SageMaker's batch transform)."""
     import numpy as np
     import polars as pl
 
     from recengine import artifacts
+    from recengine.data.pairs import is_pairs_file
     from recengine.errors import CapabilityError, ConfigError, DataError
 
     if unknown not in ("error", "skip"):
         raise ConfigError(f"--unknown must be error or skip, got {unknown!r}")
     check_output_path(output, "--output", kind="file")
+    if is_pairs_file(input_):
+        if unknown != "error":
+            raise ConfigError(
+                "--unknown skip applies to CSV input; JSON Lines answers keep a line per instance"
+            )
+        _transform(model_dir, input_, output, json_out)
+        return
     m = artifacts.load(model_dir)
     if not m.capabilities.rating:
         raise CapabilityError(f"{m.name} ranks items but does not predict ratings; use recommend")
@@ -372,6 +389,30 @@ def _read_pairs(path: Path) -> pl.DataFrame:
             1,
         )
     return df.select(pl.col(names["user"]).alias("user"), pl.col(names["item"]).alias("item"))
+
+
+def _transform(model_dir: Path, input_: Path, output: Path, json_out: bool) -> None:
+    """JSON Lines instances through the SageMaker handlers, one answer line each."""
+    from recengine.serving.models import load_served
+    from recengine.serving.sagemaker import transform_file
+
+    sm = load_served(Path(model_dir).name, model_dir, warm_up=False)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    n = transform_file(sm, input_, output)
+    if json_out:
+        print_json(
+            {
+                "model_dir": str(model_dir),
+                "model": sm.model.name,
+                "input": str(input_),
+                "output": str(output),
+                "rows": n,
+                "predicted": n,
+                "skipped": 0,
+            }
+        )
+        return
+    out_console.print(f"wrote {n} answers to {output}")
 
 
 def _lookup(idmap: IdMap, values: pl.Series) -> np.ndarray:

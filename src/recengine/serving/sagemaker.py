@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recengine.errors import CapabilityError, RecengineError, UnknownIdError
+from recengine.errors import CapabilityError, DataError, RecengineError, UnknownIdError
 from recengine.serving.models import ServedModel
 from recengine.serving.service import ids_for
 
@@ -314,6 +315,67 @@ def _instances_of(obj: dict[str, Any], where: str) -> list[Any]:
     if not isinstance(inst, list):
         raise InvocationError(f'{where}: expected {{"instances": [...]}}')
     return inst
+
+
+def transform_file(sm: ServedModel, src: Path, dst: Path) -> int:
+    """SageMaker's batch transform: every instance line of ``src`` (JSON Lines, blank lines skipped)
+    answered as ``/invocations`` answers it, one line each in ``dst``, written whole or not at all.
+    Returns the number of lines answered; a bad line is a DataError naming it."""
+    import os
+
+    rows: list[tuple[int, dict[str, Any]]] = []
+    try:
+        with src.open("rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    inst = json.loads(raw)
+                except ValueError as e:  # broken JSON or not UTF-8
+                    raise DataError(f"not a JSON object ({e})", src, lineno) from None
+                if not isinstance(inst, dict):
+                    raise DataError(f"an instance is a JSON object, got {type(inst).__name__}", src, lineno)
+                rows.append((lineno, inst))
+    except OSError as e:
+        raise DataError(f"cannot read the file ({e.strerror})", src) from None
+    if not rows:
+        raise DataError("no instances: the file holds no JSON object", src)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("w", encoding="utf-8") as out:
+            for start in range(0, len(rows), MAX_INSTANCES):
+                batch = rows[start : start + MAX_INSTANCES]
+                for answer in _answer_lines(sm, batch, src):
+                    out.write(json.dumps(answer, allow_nan=False) + "\n")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(rows)
+
+
+def _answer_lines(
+    sm: ServedModel, batch: list[tuple[int, dict[str, Any]]], src: Path
+) -> list[dict[str, Any]]:
+    """One batch through its handler; when it fails, the first failing line is found and named."""
+    instances = [inst for _, inst in batch]
+    handler = next((h for h in HANDLERS if h.accepts(instances[0])), None)
+    try:
+        if handler is None:
+            raise InvocationError("matches no known format")
+        return handler.predict(sm, instances)
+    except RecengineError:
+        for lineno, inst in batch:  # the slow path, only to say where
+            one = next((h for h in HANDLERS if h.accepts(inst)), None)
+            try:
+                if one is None:
+                    known = ", ".join(h.name for h in HANDLERS)
+                    raise InvocationError(f"instance 0: matches no known format ({known})") from None
+                one.predict(sm, [inst])
+            except RecengineError as e:
+                raise DataError(
+                    str(e).removeprefix("instance 0: ").removeprefix("instance 0, "), src, lineno
+                ) from None
+        raise
 
 
 def invoke(sm: ServedModel, body: bytes, content_type: str, accept: str | None) -> tuple[bytes, str]:
