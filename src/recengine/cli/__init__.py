@@ -28,6 +28,7 @@ def _register() -> None:
     from recengine.cli import data as data_cmd
     from recengine.cli import evaluate as evaluate_cmd
     from recengine.cli import explore as explore_cmd
+    from recengine.cli import predict as predict_cmd
     from recengine.cli import recommend as recommend_cmd
     from recengine.cli import serve as serve_cmd
     from recengine.cli import synth as synth_cmd
@@ -36,6 +37,7 @@ def _register() -> None:
     app.add_typer(data_cmd.app, name="data")
     evaluate_cmd.register(app)
     explore_cmd.register(app)
+    predict_cmd.register(app)
     recommend_cmd.register(app)
     serve_cmd.register(app)
     synth_cmd.register(app)
