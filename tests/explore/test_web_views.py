@@ -68,6 +68,11 @@ def test_the_map_is_kept_for_other_processes(mf_dir: Path, tmp_path: Path, tsne_
     assert again["points"] == first["points"]  # recomputed: the same seeded map (its timing differs)
     assert len(tsne_calls) == 2 and kept.read_text().startswith("{")
     assert explore_web.map_file("ab12-cd") != explore_web.map_file("ab12-cd", seed=1)
+    # a cache home that cannot hold a directory (it is a file) costs the keeping, not the map
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    served = ExploreViews(data, max_points=150, map_file=blocked / "maps" / "m.json").map(k=3)
+    assert served["points"] == first["points"] and blocked.is_file()
 
 
 def test_kept_maps_are_bounded_and_only_maps_go(

@@ -253,7 +253,8 @@ class ExploreViews:
             tmp.write_text(json.dumps({**m, "index": m["index"].tolist()}), encoding="utf-8")
             os.replace(tmp, self.map_file)
         except OSError:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # under a file, even the unlink fails (NotADirectoryError)
+                tmp.unlink(missing_ok=True)
             return
         prune_maps(self.map_file.parent)
 
