@@ -255,6 +255,59 @@ def test_api_key_prompt_and_server_down_are_shown(mf_dir: Path, context: Any, tm
     page.screenshot(path=str(tmp_path / "server-down.png"))
 
 
+def test_the_page_shows_the_model_its_address_names(
+    mf_dir: Path, ml100k: Dataset, context: Any, tmp_path: Path
+) -> None:
+    """With several models served, a picker names them; ?model=NAME shows that one (its
+    recommendations, its map), the picker leads to another, and an unknown name says so."""
+    bias_dir = artifacts.save(create("bias").fit(ml100k.interactions), tmp_path / "bias", dataset=ml100k)
+    app = create_app([("mf-ml100k", mf_dir), ("bias", bias_dir)], store_url=tmp_path / "f.sqlite3")
+    page = context.new_page()
+    errors = _watch(page)
+    with thread_server(app) as url:
+        page.goto(url + "/")
+        expect(page.locator("#model")).to_contain_text("Model mf-ml100k")  # the default
+        expect(page.locator("#model-pick")).to_be_visible()
+        assert page.locator("#model-pick option").all_inner_texts() == ["mf-ml100k", "bias"]
+        with page.expect_request(lambda r: "/v1/items?" in r.url and "model=bias" in r.url):
+            page.locator("#model-pick").select_option("bias")
+            expect(page).to_have_url(url + "/?model=bias")
+            expect(page.locator("#model")).to_contain_text("Model bias")
+            page.locator("#search-input").fill("star wars")
+        expect(page.locator("#model-pick")).to_have_value("bias")
+        page.goto(url + "/?model=nope")
+        expect(page.locator("#error")).to_contain_text("No model named nope is served here")
+        expect(page.locator("#model")).to_contain_text("Model mf-ml100k")
+    # a new user's recommendations (404) and bias's map (422: no embeddings) are answered on the page
+    assert [e for e in errors if "Failed to load resource" not in e] == []
+
+
+def test_the_explore_section_follows_a_reloaded_model(
+    mf_dir: Path, ml100k: Dataset, context: Any, tmp_path: Path
+) -> None:
+    """When the page learns of a new version of its model (any answer names it), the map and the
+    clusters are drawn again for that version, not kept from the old one."""
+    other = create("mf", {"factors": 8, "epochs": 3}).fit(ml100k.interactions)
+    other_dir = artifacts.save(other, tmp_path / "mf-v2", dataset=ml100k)
+    app = create_app([("mf-ml100k", mf_dir)], store_url=tmp_path / "f.sqlite3")
+    page = context.new_page()
+    with thread_server(app) as url:
+        page.goto(url + "/")
+        page.locator("#explore-link").click()
+        expect(page.locator("#explore")).to_have_attribute("data-loaded", "true")
+        old = page.locator("#model").get_attribute("data-version")
+        r = httpx.post(
+            f"{url}/v1/admin/reload", json={"model": "mf-ml100k", "path": str(other_dir)}, timeout=60
+        )
+        new = r.json()["model"]["version"]
+        assert r.status_code == 200 and new != old
+        with page.expect_request(lambda q: "/explore/map" in q.url, timeout=TIMEOUT_MS):
+            page.locator("#search-input").fill("toy story")  # an answer that names the new version
+        expect(page.locator("#model")).to_have_attribute("data-version", new)
+        expect(page.locator("#model")).to_contain_text("just reloaded")
+        expect(page.locator("#explore")).to_have_attribute("data-loaded", "true")
+
+
 def test_page_and_assets_are_public_and_fixed(mf_dir: Path, tmp_path: Path) -> None:
     app = create_app([("m", mf_dir)], store_url=tmp_path / "f.sqlite3", api_key="k")
     with TestClient(app) as c:

@@ -33,7 +33,8 @@ function newUserId() {
 const state = {
   user: storage.get("recengine.user") || null,
   key: session.get("recengine.apiKey") || null,
-  model: null, // the default model's info from /v1/models
+  model: null, // the shown model's info from /v1/models: the default, or ?model=NAME of the page
+  pick: new URLSearchParams(location.search).get("model"), // the model the page's address names
   values: [1, 2, 3, 4, 5], // star values, from the model's rating scale
   ratings: new Map(), // String(item) -> {item, title, rating}
   recIds: new Set(),
@@ -53,7 +54,15 @@ class ApiError extends Error {
   }
 }
 
+// The REST routes answer for the default model unless ?model= names another; the explore routes
+// name theirs in the path.
+function forModel(path) {
+  if (!state.pick || !path.startsWith("/v1/") || path.startsWith("/v1/models")) return path;
+  return `${path}${path.includes("?") ? "&" : "?"}model=${enc(state.pick)}`;
+}
+
 async function api(path, { method = "GET", body, signal } = {}) {
+  path = forModel(path);
   const headers = { Accept: "application/json" };
   if (state.key) headers["X-API-Key"] = state.key;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -118,6 +127,7 @@ function noteModel(ref) {
   if (m.model.version !== ref.version) {
     m.model = ref;
     showModel(true);
+    if (ex.started) loadExplore(); // the map and clusters of the new version
   }
 }
 
@@ -133,7 +143,16 @@ function showModel(reloaded = false) {
 
 async function loadModel() {
   const list = await api("/v1/models");
-  state.model = list.models.find((m) => m.default) || list.models[0];
+  const named = state.pick && list.models.find((m) => m.model.name === state.pick);
+  if (state.pick && !named) {
+    showError(`No model named ${state.pick} is served here; showing the default one.`);
+    state.pick = null;
+  }
+  state.model = named || list.models.find((m) => m.default) || list.models[0];
+  const pick = $("model-pick");
+  pick.replaceChildren(...list.models.map((m) => el("option", { value: m.model.name }, m.model.name)));
+  pick.value = state.model.model.name;
+  $("model-pick-wrap").hidden = list.models.length < 2;
   const scale = state.model.rating_scale;
   if (scale) {
     const lo = Math.max(1, Math.ceil(scale.low));
@@ -864,6 +883,12 @@ async function init() {
 }
 
 function wire() {
+  $("model-pick").addEventListener("change", (e) => {
+    const url = new URL(location.href);
+    url.searchParams.set("model", e.target.value);
+    url.hash = "";
+    location.assign(url); // a fresh page for the other model: its scale, recommendations and map
+  });
   $("search-input").addEventListener("input", onSearchInput);
   $("error-close").addEventListener("click", hideError);
   $("error-retry").addEventListener("click", () => {
