@@ -129,8 +129,10 @@ def test_clusterings_are_kept_and_bounded(mf_dir: Path) -> None:
 
 def test_neighbours_refuse_blank_queries_and_users_need_user_vectors(mf_dir: Path) -> None:
     views = ExploreViews(load(mf_dir))
-    with pytest.raises(ConfigError, match="empty item"):
+    with pytest.raises(ConfigError, match="empty item was given; give an id or a title"):
         views.neighbours(["  "])
+    with pytest.raises(ConfigError, match=r"empty user was given; give an id$"):  # users have no titles
+        views.user_neighbours([""])
     assert views.neighbours(["Fargo"], k=3)["neighbours"][0]["query"]["title"] == "Fargo"
     views.data.user_vectors = None
     with pytest.raises(CapabilityError, match="user embeddings"):

@@ -129,7 +129,7 @@ def test_posted_rating_changes_next_recommendations(client: TestClient) -> None:
     alice = _ok(client.get("/v1/users/web-alice/recommendations?k=3"))
     assert alice["user"] == "web-alice" and alice["history_size"] == 1 and len(alice["items"]) == 3
     listed = _ok(client.get("/v1/users/web-alice/ratings"))
-    assert listed["ratings"][0]["title"] == "Star Wars"
+    assert (listed["ratings"][0]["title"], listed["ratings"][0]["year"]) == ("Star Wars", 1977)
     assert _ok(client.get("/v1/users/nobody/ratings"))["ratings"] == []
     # a number too large for the model's integer ids is a text id of a new user, not an error
     huge = "9" * 30

@@ -365,7 +365,9 @@ def _check_queries(queries: Sequence[str] | None, what: str) -> None:
     """A blank id would match every title; refuse it by name instead."""
     for q in queries or ():
         if not str(q).strip():
-            raise ConfigError(f"an empty {what} was given; give an id or a title")
+            raise ConfigError(
+                f"an empty {what} was given; give {'an id or a title' if what == 'item' else 'an id'}"
+            )
 
 
 def map_file(version: str, *, seed: int = 0, max_points: int = MAP_MAX_POINTS) -> Path:

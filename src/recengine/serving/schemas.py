@@ -138,6 +138,7 @@ class StoredRatingOut(BaseModel):
     rating: float
     created: float = Field(description="Unix seconds when the rating was stored")
     title: str | None = None
+    year: int | None = None
 
 
 class UserRatings(BaseModel):

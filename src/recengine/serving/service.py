@@ -278,8 +278,8 @@ def stored_ratings(sm: ServedModel, store: FeedbackStore, user: str) -> list[dic
     for r in store.user_ratings(sm.namespace, user):
         i = int(sm.model.items.to_internal([r.item], missing="ignore")[0])
         item: Any = sm.model.items.external[i].item() if i >= 0 else r.item
-        title = sm.catalog.titles[i] if i >= 0 else None
-        out.append({"item": item, "rating": r.rating, "created": r.created, "title": title})
+        title, year = (sm.catalog.titles[i], sm.catalog.years[i]) if i >= 0 else (None, None)
+        out.append({"item": item, "rating": r.rating, "created": r.created, "title": title, "year": year})
     return out
 
 
