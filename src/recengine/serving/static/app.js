@@ -407,8 +407,17 @@ async function runSearch() {
 // ----- recommendations ----------------------------------------------------------------------------
 let recSeq = 0;
 
+function showRateFirst() {
+  $("recs").replaceChildren();
+  setStatus("recs-status", "Rate a few movies and recommendations appear here.");
+}
+
 async function refreshRecs() {
   const mine = ++recSeq;
+  if (state.ratings.size === 0 && state.user.startsWith("web-")) {
+    showRateFirst(); // an id this page made has no training history: nothing to ask for yet
+    return;
+  }
   setStatus("recs-status", "Updating…");
   try {
     const res = await api(`${userPath()}/recommendations?k=10`);
@@ -428,8 +437,7 @@ async function refreshRecs() {
   } catch (e) {
     if (mine !== recSeq) return;
     if (e instanceof ApiError && e.status === 404 && e.code === "unknown_id" && state.ratings.size === 0) {
-      $("recs").replaceChildren();
-      setStatus("recs-status", "Rate a few movies and recommendations appear here.");
+      showRateFirst();
       return;
     }
     setStatus("recs-status", "Could not update the recommendations.");
