@@ -399,20 +399,20 @@ def test_predict_answers_json_lines_instances_as_the_endpoint_does(model_dir, tm
     answers = [json.loads(line) for line in out.read_text().splitlines()]
     expected = artifacts.load(model_dir).predict([196, 186], [242, 302])
     assert [a["scores"] for a in answers] == [[pytest.approx(x)] for x in expected]
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"in0": [196], "in1": [242]}\n{"in0": [196], "in1": [424242]}\n')
-    failed(
-        run("predict", str(model_dir), "--input", str(bad), "--output", str(tmp_path / "b.jsonl")),
-        "line 2",
-        "424242",
-    )
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"in0": [196], "in1": [242]}\n{"in0": [196], \n')
-    failed(
-        run("predict", str(model_dir), "--input", str(broken), "--output", str(tmp_path / "c.jsonl")),
-        "line 2",
-        "not a JSON object",
-    )
+    for name, second, needle in [
+        ("b.jsonl", '{"in0": [196], "in1": [424242]}', "424242"),
+        ("c.jsonl", '{"in0": [196], ', "not a JSON object"),
+    ]:
+        bad = tmp_path / f"in-{name}"
+        bad.write_text('{"in0": [196], "in1": [242]}\n' + second + "\n")
+        p = run("predict", str(model_dir), "--input", str(bad), "--output", str(tmp_path / name))
+        failed(p, "line 2", needle)
+    row = [0.0] * (943 + 1682)  # a factorization-machine row: user 1 and item 1, one-hot
+    row[0] = row[943] = 1.0
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"in0": [196], "in1": [242]}\n' + json.dumps({"features": row}) + "\n")
+    p = run("predict", str(model_dir), "--input", str(mixed), "--output", str(tmp_path / "m.jsonl"))
+    failed(p, "the lines are not all of one format")
     p = run(
         "predict",
         str(model_dir),
@@ -424,4 +424,4 @@ def test_predict_answers_json_lines_instances_as_the_endpoint_does(model_dir, tm
         "skip",
     )
     failed(p, "--unknown skip applies to CSV input")
-    assert not any((tmp_path / n).exists() for n in ("b.jsonl", "c.jsonl", "d.jsonl"))
+    assert not any((tmp_path / n).exists() for n in ("b.jsonl", "c.jsonl", "d.jsonl", "m.jsonl"))

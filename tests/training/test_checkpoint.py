@@ -157,22 +157,13 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
         train(TinyTask(), other, config(epochs=1), checkpoint_dir=tmp_path, resume=True)
     # Without resume the old checkpoint is simply replaced.
     train(TinyTask(), other, config(epochs=1, lr=0.05), checkpoint_dir=tmp_path)
+
     # The model's own settings, given by the model, are kept and compared too.
-    train(TinyTask(), other, config(epochs=1, lr=0.05), checkpoint_dir=tmp_path, identity={"width": 8})
+    def with_width(width: int, resume: bool) -> None:
+        cfg = config(epochs=1, lr=0.05)
+        train(TinyTask(), other, cfg, checkpoint_dir=tmp_path, resume=resume, identity={"width": width})
+
+    with_width(8, resume=False)
     with pytest.raises(TrainingError, match=r"other model settings \(width: 8 then, 16 now\)"):
-        train(
-            TinyTask(),
-            other,
-            config(epochs=1, lr=0.05),
-            checkpoint_dir=tmp_path,
-            resume=True,
-            identity={"width": 16},
-        )
-    train(
-        TinyTask(),
-        other,
-        config(epochs=1, lr=0.05),
-        checkpoint_dir=tmp_path,
-        resume=True,
-        identity={"width": 8},
-    )
+        with_width(16, resume=True)
+    with_width(8, resume=True)

@@ -8,8 +8,9 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import typer
 from rich.console import Console
 
 from recengine.errors import ConfigError
@@ -17,6 +18,11 @@ from recengine.paths import existing_ancestor
 
 err_console = Console(stderr=True)
 out_console = Console()
+
+ModelDir = Annotated[
+    Path, typer.Argument(metavar="MODEL_DIR", help="a model directory written by `recengine train`")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:

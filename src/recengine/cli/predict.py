@@ -13,18 +13,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from recengine.cli.common import check_output_path, out_console, print_json
+from recengine.cli.common import JsonOpt, ModelDir, check_output_path, out_console, print_json
 
 if TYPE_CHECKING:
     import numpy as np
     import polars as pl
 
     from recengine.data.interactions import IdMap
-
-ModelDir = Annotated[
-    Path, typer.Argument(metavar="MODEL_DIR", help="a model directory written by `recengine train`")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 
 
 def register(app: typer.Typer) -> None:

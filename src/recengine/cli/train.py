@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from recengine.cli.common import check_output_path, err_console, out_console, parse_sets, print_json
+from recengine.cli.common import (
+    JsonOpt,
+    ModelDir,
+    check_output_path,
+    err_console,
+    out_console,
+    parse_sets,
+    print_json,
+)
 from recengine.cli.reading import (
     ImplicitOpt,
     ItemColOpt,
@@ -33,11 +41,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from recengine.data.interactions import IdMap
-
-ModelDir = Annotated[
-    Path, typer.Argument(metavar="MODEL_DIR", help="a model directory written by `recengine train`")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 
 
 def register(app: typer.Typer) -> None:

@@ -363,7 +363,7 @@ def _answer_lines(
         if handler is None:
             raise InvocationError("matches no known format")
         return handler.predict(sm, instances)
-    except RecengineError:
+    except RecengineError as batch_error:
         for lineno, inst in batch:  # the slow path, only to say where
             one = next((h for h in HANDLERS if h.accepts(inst)), None)
             try:
@@ -375,7 +375,8 @@ def _answer_lines(
                 raise DataError(
                     str(e).removeprefix("instance 0: ").removeprefix("instance 0, "), src, lineno
                 ) from None
-        raise
+        # every line answers alone: the file mixes the formats, which one request cannot
+        raise DataError(f"the lines are not all of one format ({batch_error})", src) from None
 
 
 def invoke(sm: ServedModel, body: bytes, content_type: str, accept: str | None) -> tuple[bytes, str]:
