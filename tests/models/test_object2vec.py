@@ -233,6 +233,10 @@ def test_sagemaker_names_are_accepted():
     assert p.enc0_token_embedding_dim == p.enc1_token_embedding_dim == 32
     assert p.comparator_list == ["hadamard", "abs_diff"] and p.tied_token_embedding_weight is False
     assert p.layers(0) == 2 and p.layers(1) == 1
+    # a SageMaker name given over params that hold the setting under our name replaces it
+    again = Object2Vec(m.get_params(), learning_rate=0.05, mini_batch_size=64, token_embedding_dim=8).params
+    assert (again.lr, again.batch_size) == (0.05, 64)
+    assert again.enc0_token_embedding_dim == again.enc1_token_embedding_dim == 8
 
 
 @pytest.mark.parametrize("name", ["_kvstore", "enc0_pretrained_embedding_file", "bucket_width", "frobnicate"])

@@ -33,6 +33,12 @@ class Params(BaseModel):
     # allow_inf_nan: an infinite value would be written to config.json as null, and never load again
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
+    @classmethod
+    def canonical_names(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` with other names for a setting (SageMaker's, say) turned into ours; a model's
+        constructor applies it to its params and its overrides apart, so that an override wins."""
+        return dict(data)
+
     @field_validator("*", mode="before")
     @classmethod
     def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
@@ -72,7 +78,11 @@ class Recommender(ABC):
 
     def __init__(self, params: Params | dict[str, Any] | None = None, **overrides: Any) -> None:
         raw = params.model_dump() if isinstance(params, Params) else dict(params or {})
-        raw.update(overrides)
+        try:
+            raw = self.ParamsModel.canonical_names(raw)
+            raw.update(self.ParamsModel.canonical_names(overrides))  # an override wins, by any name
+        except ValueError as e:  # two names of one setting with two values, in one of them
+            raise ConfigError(f"{self.name}: {e}") from None
         try:
             self.params = self.ParamsModel(**raw)
         except ValidationError as e:

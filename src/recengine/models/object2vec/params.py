@@ -242,12 +242,10 @@ class Object2VecParams(TorchRatingParams):
         "uniform", description="how negatives are drawn: uniformly or in proportion to item counts"
     )
 
-    @model_validator(mode="before")
     @classmethod
-    def _fill_preset(cls, data: Any) -> Any:
-        """SageMaker names → ours, then a preset's values under the explicit ones."""
-        if not isinstance(data, dict):
-            return data
+    def canonical_names(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """SageMaker names → ours (both in one dict must agree); ``token_embedding_dim`` sets both
+        sides unless a side is given; ``comparator_list`` may be SageMaker's comma-separated text."""
         data = dict(data)
         for sm, ours in SAGEMAKER_ALIASES.items():
             if sm in data:
@@ -261,6 +259,15 @@ class Object2VecParams(TorchRatingParams):
                 data.setdefault(side, value)
         if isinstance(data.get("comparator_list"), str):  # SageMaker passes "hadamard, concat"
             data["comparator_list"] = [x.strip() for x in data["comparator_list"].split(",") if x.strip()]
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_preset(cls, data: Any) -> Any:
+        """SageMaker names → ours, then a preset's values under the explicit ones."""
+        if not isinstance(data, dict):
+            return data
+        data = cls.canonical_names(data)
         preset = data.get("preset")
         if isinstance(preset, str) and preset in cls.PRESETS:
             return {**cls.PRESETS[preset], **data}
