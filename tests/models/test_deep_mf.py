@@ -211,6 +211,8 @@ def test_genres_need_features_and_are_kept_in_the_state(data):
     with pytest.raises(ConfigError, match="set_item_features"):
         DeepMF({**TINY, "genres": True, "epochs": 1}).fit(train)
     m = DeepMF({**TINY, "genres": True, "epochs": 3})
+    with pytest.raises(TypeError, match="give each item's genres as a list"):
+        m.set_item_features([1], ["Drama"])  # read as a sequence it would be five one-letter genres
     ext = train.items.external
     m.set_item_features(
         np.append(ext, 999), [["Even"] if k % 2 == 0 else ["Odd", "X"] for k in range(len(ext) + 1)]

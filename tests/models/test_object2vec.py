@@ -18,6 +18,7 @@ import torch
 from recengine.data.interactions import Interactions, RatingScale
 from recengine.data.pairs import interactions_to_pairs, read_pairs, write_pairs
 from recengine.errors import CapabilityError, ConfigError, DataError, TrainingError
+from recengine.models.base import NotFittedError
 from recengine.models.object2vec import Object2Vec
 from recengine.models.object2vec.encoders import (
     BiLSTMEncoder,
@@ -576,6 +577,15 @@ def test_cold_item_is_embedded_from_content():
     assert np.mean(ids[0] % 2 == 0) >= 0.8
     with pytest.warns(UserWarning, match="not in the training vocabulary"):
         m.new_item_vectors(genres=[["A", "Z"]])
+    # genres as numpy arrays or polars Series read as lists; a bare string is refused, not spelled out
+    as_arrays = m.new_item_vectors(genres=[np.array(["A"]), pl.Series(["B"])])
+    np.testing.assert_array_equal(as_arrays, m.new_item_vectors(genres=[["A"], ["B"]]))
+    with pytest.raises(TypeError, match=r"genres\[0\] is the text 'A': give each item's genres as a list"):
+        m.new_item_vectors(genres=["A"])
+    with pytest.raises(TypeError, match=r"titles\[0\] is 123"):
+        m.new_item_vectors(titles=[123])  # type: ignore[list-item]
+    with pytest.raises(NotFittedError):
+        Object2Vec(FAST_TOK).new_item_vectors(genres=[["A"]])
 
 
 def test_vocab_size_is_for_json_lines_only():
@@ -725,6 +735,12 @@ def test_ensemble_is_the_mean_of_networks_trained_from_consecutive_seeds():
         ens.item_embeddings(), np.hstack([s.item_embeddings() for s in singles]), rtol=1e-5, atol=1e-6
     )
     assert ens.new_item_vectors(genres=[["A"]]).shape == (1, 3 * 17)
+    # neighbours of a new item's side vector or of an item's embedding; another width is refused
+    near, _ = ens.similar_to_vectors(ens.item_embeddings()[:1], k=1)
+    assert near[0, 0] == data.items.external[0]
+    assert ens.similar_to_vectors(ens.new_item_vectors(genres=[["A"]]), k=3)[0].shape == (1, 3)
+    with pytest.raises(ValueError, match=r"shape \(n, 51\) as new_item_vectors gives them, or \(n, 48\)"):
+        ens.similar_to_vectors(np.zeros((1, 16)))
     info = ens.history["object2vec"]["members"]
     assert [m["best_epoch"] for m in info] == [4, 4, 4]
     # The catalog scores, fold-in of a new user and the saved state go through all members.

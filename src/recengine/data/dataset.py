@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -33,3 +35,17 @@ class Dataset:
         out["has_user_features"] = self.users is not None
         out["tags"] = 0 if self.tags is None else self.tags.height
         return out
+
+
+def genre_lists(genres: Iterable[Any]) -> list[list[str] | None]:
+    """Each item's genres as a list of strings (from a list, tuple, numpy array or polars Series;
+    None stays None). A bare string is refused: read as a sequence it would be its letters."""
+    out: list[list[str] | None] = []
+    for k, g in enumerate(genres):
+        if g is None:
+            out.append(None)
+        elif isinstance(g, str | bytes):
+            raise TypeError(f"genres[{k}] is the text {g!r}: give each item's genres as a list, e.g. [{g!r}]")
+        else:
+            out.append([str(x) for x in g])
+    return out

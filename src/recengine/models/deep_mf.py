@@ -9,7 +9,7 @@ expected rating or the arg-max class). ``preset="seed-lab1"`` is the workshop's 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from recengine.data.dataset import genre_lists
 from recengine.data.interactions import Interactions
 from recengine.errors import ConfigError
 from recengine.models._torch_base import TorchRatingParams, TorchRecommender
@@ -170,7 +171,7 @@ class DeepMF(TorchRecommender):
             self.set_item_features(ds.items["item"].to_numpy(), ds.items["genres"].to_list())
         return self
 
-    def set_item_features(self, items: npt.ArrayLike, genres: Sequence[Sequence[str] | None]) -> None:
+    def set_item_features(self, items: npt.ArrayLike, genres: Sequence[Iterable[str] | None]) -> None:
         """Genres per external item id, e.g. ``(ds.items["item"], ds.items["genres"].to_list())``.
 
         Aligned to the training items at ``fit``; items absent here get no genre, ids unknown to the
@@ -180,7 +181,7 @@ class DeepMF(TorchRecommender):
         if len(ids) != len(genres):
             raise ValueError("items and genres must have the same length")
         self._feature_items = ids
-        self._feature_genres = [list(g) if g is not None else [] for g in genres]
+        self._feature_genres = [g if g is not None else [] for g in genre_lists(genres)]
 
     def _item_genres(self, train: Interactions) -> npt.NDArray[np.float32] | None:
         """Item × genre matrix, each row summing to 1: the genre embedding is the mean of its genres'."""

@@ -8,19 +8,20 @@ left out and reported in a warning, never silently.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from recengine.data.dataset import genre_lists
 from recengine.models.object2vec import tokens as tk
 
 
 def item_frame(
     items: npt.ArrayLike,
-    genres: Sequence[Sequence[str] | None] | None,
+    genres: Sequence[Iterable[str] | None] | None,
     titles: Sequence[str | None] | None,
     years: Sequence[int | None] | None,
 ) -> pl.DataFrame:
@@ -28,7 +29,7 @@ def item_frame(
     ids = np.asarray(items)
     cols: dict[str, Any] = {"item": ids.tolist()}
     if genres is not None:
-        cols["genres"] = [list(g) if g is not None else None for g in genres]
+        cols["genres"] = genre_lists(genres)
     if titles is not None:
         cols["title"] = list(titles)
     if years is not None:
@@ -61,7 +62,7 @@ def new_item_tokens(
     layout: dict[str, Any],
     max_len: int,
     year_bucket: int,
-    genres: Sequence[Sequence[str] | None] | None,
+    genres: Sequence[Iterable[str] | None] | None,
     titles: Sequence[str | None] | None,
     years: Sequence[int | None] | None,
 ) -> tuple[npt.NDArray[np.int64], dict[str, int]]:
@@ -70,6 +71,12 @@ def new_item_tokens(
     Rows are truncated to ``max_len`` like training rows; an item whose content the vocabulary does
     not know at all is UNK alone: the average item the training taught the UNK token to be.
     """
+    if genres is not None:
+        genres = genre_lists(genres)
+    if titles is not None:
+        wrong = [k for k, t in enumerate(titles) if t is not None and not isinstance(t, str)]
+        if wrong:
+            raise TypeError(f"titles[{wrong[0]}] is {titles[wrong[0]]!r}: a title is text (or None)")
     lengths = {len(v) for v in (genres, titles, years) if v is not None}
     if not lengths:
         raise ValueError("give at least one of genres, titles, years")

@@ -16,7 +16,7 @@ embeddings and new items embedded from their content.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -30,7 +30,7 @@ from recengine.data.interactions import Interactions
 from recengine.data.pairs import Pairs, read_pairs
 from recengine.errors import CapabilityError, ConfigError, DataError
 from recengine.models._torch_base import PAIR_CHUNK, TorchRecommender, _device
-from recengine.models.base import Capabilities
+from recengine.models.base import Capabilities, NotFittedError
 from recengine.models.object2vec import content as cn
 from recengine.models.object2vec import tokens as tk
 from recengine.models.object2vec.data import pairs_training_data, training_arrays
@@ -506,7 +506,7 @@ class Object2Vec(TorchRecommender):
     def set_item_features(
         self,
         items: npt.ArrayLike,
-        genres: Sequence[Sequence[str] | None] | None = None,
+        genres: Sequence[Iterable[str] | None] | None = None,
         *,
         titles: Sequence[str | None] | None = None,
         years: Sequence[int | None] | None = None,
@@ -529,7 +529,7 @@ class Object2Vec(TorchRecommender):
     def new_item_vectors(
         self,
         *,
-        genres: Sequence[Sequence[str] | None] | None = None,
+        genres: Sequence[Iterable[str] | None] | None = None,
         titles: Sequence[str | None] | None = None,
         years: Sequence[int | None] | None = None,
     ) -> npt.NDArray[np.float32]:
@@ -564,20 +564,32 @@ class Object2Vec(TorchRecommender):
     def similar_to_vectors(
         self, vectors: npt.ArrayLike, k: int = 10
     ) -> tuple[np.ndarray, npt.NDArray[np.float32]]:
-        """The ``k`` known items nearest each vector (e.g. a new item's) by cosine similarity."""
+        """The ``k`` known items nearest each vector (a new item's, or a row of ``item_embeddings``) by
+        cosine similarity."""
         from recengine.evaluation.topn import topk
 
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
         net = self._o2v()
-        q = net.vectors(torch.as_tensor(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))).numpy()
         emb = self.item_embeddings()
+        given = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if given.ndim == 2 and given.shape[1] == net.side_dim:  # as new_item_vectors gives them
+            q = net.vectors(torch.as_tensor(given)).numpy()
+        elif given.ndim == 2 and given.shape[1] == emb.shape[1]:  # rows of item_embeddings
+            q = given
+        else:
+            raise ValueError(
+                f"vectors must have shape (n, {net.side_dim}) as new_item_vectors gives them, or "
+                f"(n, {emb.shape[1]}) as item_embeddings; got {given.shape}"
+            )
         unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         qu = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
         idx, top = topk(qu @ unit.T, k, copy=False)
         return self._external_items(idx), top
 
     def _check_content(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{self.name}: call fit() first")
         if self.layout.get("mode") != "interactions":
             raise CapabilityError(
                 f"{self.name}: a model trained on JSON Lines pairs has no content vocabulary"
