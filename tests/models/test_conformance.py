@@ -264,3 +264,5 @@ def test_fold_in_new_user(name, fitted, board):
         assert np.all(ids < 108)
     with pytest.raises(UnknownIdError):
         m.recommend_new([424242], [5.0], k=3)
+    with pytest.raises(ConfigError, match="give the history's ratings"):  # not silently 1-star
+        m.recommend_new(history, None, k=3)

@@ -324,17 +324,23 @@ class Recommender(ABC):
     # ----- new users from a history (fold-in) --------------------------------------------------
     def fold_in(self, items: npt.ArrayLike, ratings: npt.ArrayLike | None = None) -> npt.NDArray[np.float64]:
         """A new user's representation from (external item, rating) pairs, item side frozen; the
-        ratings are on :attr:`input_scale`, as the training ratings were.
+        ratings are on :attr:`input_scale`, as the training ratings were. Without ratings every item
+        counts as one interaction (a 1), which only a model fitted on interactions or 0/1 labels takes.
 
         Unknown items raise UnknownIdError; models that cannot do this raise CapabilityError.
         """
         if not self.capabilities.new_users:
             raise CapabilityError(f"{self.name} cannot serve a new user from a history")
         idx = self.items.to_internal(items).astype(np.int64)
+        scale = self.input_scale
+        if ratings is None and len(idx) and scale is not None and (scale.low, scale.high) != (0.0, 1.0):
+            raise ConfigError(
+                f"{self.name} was fitted on ratings {scale}: give the history's ratings (without them, "
+                "each item would count as the lowest rating)"
+            )
         r = np.ones(len(idx)) if ratings is None else np.asarray(ratings, dtype=np.float64)
         if r.shape != idx.shape:
             raise ValueError("items and ratings must have the same length")
-        scale = self.input_scale
         if scale is not None and len(r):
             bad = scale.bad_rows(r)
             if bool(bad.any()):
