@@ -294,6 +294,19 @@ def test_fit_from_json_lines_and_pair_inference(tmp_path: Path):
     assert m.embed(1, [[3, 4]]).shape == (1, 16)  # any sequence of known raw tokens
     with pytest.raises(DataError, match="in1 of row 0 holds token 999"):
         m.embed(1, [[999]])
+    # token input as people hold it: a 1-D array is one token a row; floats, bools and text are refused
+    np.testing.assert_array_equal(m.embed(0, np.array([1, 2])), m.embed(0, [[1], [2]]))
+    for bad in (np.array([[0.9], [1.7]]), [[1.5]], [[True]], [["1"]], np.zeros((1, 0), dtype=np.int64)):
+        with pytest.raises(DataError, match=r"integers|empty token sequence"):
+            m.embed(0, bad)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="out of range"):
+        m.embed(0, [[2**63]])
+    empty = interactions_to_pairs(data.subset(np.zeros(len(data), dtype=bool)))
+    assert m.predict_pairs(empty).shape == (0,)
+    huge = tmp_path / "huge.jsonl"
+    write_pairs(huge, [[1], [2]], [[3], [2**40]], [4.0, 3.0])
+    with pytest.raises(DataError, match="number the tokens 0"):
+        Object2Vec(FAST_TOK).fit_pairs(huge)
 
 
 def test_json_lines_softmax_classes(tmp_path: Path):

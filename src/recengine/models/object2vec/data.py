@@ -104,6 +104,10 @@ def check_classes(labels: npt.NDArray[np.floating], num_classes: int, what: str)
         )
 
 
+#: The largest token vocabulary of a side trained from JSON Lines (rows of its embedding table).
+MAX_VOCAB = 50_000_000
+
+
 def pairs_training_data(
     data: Pairs, p: Object2VecParams
 ) -> tuple[Interactions, tk.TokenTable, tk.TokenTable, tuple[int, int]]:
@@ -121,6 +125,11 @@ def pairs_training_data(
     sides = ((data.in0, data.in0_len, p.enc0_vocab_size), (data.in1, data.in1_len, p.enc1_vocab_size))
     for side, (arr, lengths, given) in enumerate(sides):
         size = given if given is not None else int(arr.max()) + 1
+        if size > MAX_VOCAB:  # one embedding row per token value up to the largest: renumber first
+            raise DataError(
+                f"in{side} holds token {size - 1}, which makes a vocabulary of {size:,} rows (over "
+                f"{MAX_VOCAB:,}); number the tokens 0..n-1, as SageMaker's Object2Vec expects"
+            )
         key = np.concatenate([lengths[:, None].astype(np.int64), arr], axis=1)
         uniq, inverse = np.unique(key, axis=0, return_inverse=True)
         max_len = p.enc0_max_seq_len if side == 0 else p.enc1_max_seq_len

@@ -409,6 +409,10 @@ class Object2Vec(TorchRecommender):
         probabilities ([p0, p1]) for a softmax head. Labels in the input are ignored."""
         data = pairs if isinstance(pairs, Pairs) else read_pairs(pairs)
         net = self._o2v().eval()
+        if len(data) == 0:  # nothing to score: the shape the answers would have
+            p = self.params
+            width = 2 if p.rating_classes else p.num_classes if p.output_layer == "softmax" else 0
+            return np.zeros((0, width) if width else (0,), dtype=np.float64)
         tokens0 = self._side_tokens(0, data.in0, data.in0_len.astype(np.int64))
         tokens1 = self._side_tokens(1, data.in1, data.in1_len.astype(np.int64))
         parts = []

@@ -285,10 +285,29 @@ def align_keys(content: dict[object, list[str]], ids: IdMap) -> dict[object, lis
 def ragged_to_padded(
     seqs: Sequence[Sequence[int]] | npt.NDArray[np.integer], side: str
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Token lists → a zero-padded (n, width) array and the lengths (a 2-D array is taken whole)."""
-    if isinstance(seqs, np.ndarray) and seqs.ndim == 2:
-        return seqs.astype(np.int64, copy=False), np.full(len(seqs), seqs.shape[1], dtype=np.int64)
-    rows = [list(map(int, s)) for s in seqs]
+    """Token lists → a zero-padded (n, width) array and the lengths (a 2-D array is taken whole, a
+    1-D one as one token per row). Tokens are integers: a float, text or bool is refused, not cut."""
+    if isinstance(seqs, np.ndarray):
+        if seqs.dtype.kind not in "iu" and not (seqs.size == 0 and seqs.dtype.kind == "f"):
+            raise DataError(f"{side}: tokens are integers, got an array of {seqs.dtype}")
+        if seqs.ndim == 1:
+            seqs = seqs[:, None]
+        if seqs.ndim == 2:
+            if len(seqs) and seqs.shape[1] == 0:
+                raise DataError(f"{side} of row 0 is an empty token sequence")
+            big = seqs.dtype.kind == "u" and len(seqs) and int(seqs.max()) > np.iinfo(np.int64).max
+            if big:
+                raise DataError(f"{side}: token {int(seqs.max())} is out of range")
+            return seqs.astype(np.int64, copy=False), np.full(len(seqs), seqs.shape[1], dtype=np.int64)
+    rows = []
+    for k, s in enumerate(seqs):
+        row = [s] if isinstance(s, int | np.integer) else list(s)
+        for t in row:
+            if isinstance(t, bool | np.bool_) or not isinstance(t, int | np.integer):
+                raise DataError(f"{side} of row {k} holds {t!r}: tokens are integers")
+            if not -(2**63) <= int(t) < 2**63:
+                raise DataError(f"{side} of row {k} holds token {int(t)}, out of range")
+        rows.append([int(t) for t in row])
     lengths = np.asarray([len(r) for r in rows], dtype=np.int64)
     if len(rows) and int(lengths.min()) == 0:
         raise DataError(f"{side} of row {int(np.argmin(lengths))} is an empty token sequence")
