@@ -595,6 +595,16 @@ def test_cold_item_is_embedded_from_content():
     np.testing.assert_array_equal(as_arrays, m.new_item_vectors(genres=[["A"], ["B"]]))
     with pytest.raises(TypeError, match=r"genres\[0\] is the text 'A': give each item's genres as a list"):
         m.new_item_vectors(genres=["A"])
+    # years as numbers of any kind: a float32 NaN is unknown like a float64 one, a bool is refused
+    unknown_year = m.new_item_vectors(genres=[["A"]], years=[np.float32("nan")])  # type: ignore[list-item]
+    np.testing.assert_array_equal(unknown_year, m.new_item_vectors(genres=[["A"]], years=[None]))
+    np.testing.assert_array_equal(
+        m.new_item_vectors(genres=[["A"]], years=[np.float64(2000.5)]),
+        m.new_item_vectors(genres=[["A"]], years=[2000]),
+    )
+    with pytest.raises(TypeError, match=r"years\[0\] is True"):
+        m.new_item_vectors(genres=[["A"]], years=[True])
+    m.set_item_features([1], [["A"]], years=[1995.5])  # as new items take it (was a polars TypeError)
     with pytest.raises(TypeError, match=r"titles\[0\] is 123"):
         m.new_item_vectors(titles=[123])  # type: ignore[list-item]
     with pytest.raises(NotFittedError):

@@ -23,7 +23,7 @@ def item_frame(
     items: npt.ArrayLike,
     genres: Sequence[Iterable[str] | None] | None,
     titles: Sequence[str | None] | None,
-    years: Sequence[int | None] | None,
+    years: Sequence[int | float | None] | None,
 ) -> pl.DataFrame:
     """A frame in the layout of ``Dataset.items`` (item, genres, title, year) from plain lists."""
     ids = np.asarray(items)
@@ -33,12 +33,28 @@ def item_frame(
     if titles is not None:
         cols["title"] = list(titles)
     if years is not None:
-        cols["year"] = list(years)
+        cols["year"] = year_values(years)
     for name in ("genres", "title", "year"):
         if name in cols and len(cols[name]) != len(ids):
             raise ValueError(f"items and {name} must have the same length")
     schema: dict[str, Any] = {"genres": pl.List(pl.String), "title": pl.String, "year": pl.Int64}
     return pl.DataFrame(cols, schema_overrides={k: v for k, v in schema.items() if k in cols})
+
+
+def year_values(years: Sequence[Any]) -> list[int | None]:
+    """Release years as whole numbers (1995.0 and 1995.5 are 1995); None and NaN are unknown, a bool
+    is refused (True would be the year 1)."""
+    out: list[int | None] = []
+    for k, y in enumerate(years):
+        if isinstance(y, bool | np.bool_):
+            raise TypeError(f"years[{k}] is {y!r}: a year is a number (or None)")
+        if y is None or (isinstance(y, float | np.floating) and not np.isfinite(y)):
+            out.append(None)
+        elif isinstance(y, int | float | np.integer | np.floating):
+            out.append(int(y))
+        else:
+            raise TypeError(f"years[{k}] is {y!r}: a year is a number (or None)")
+    return out
 
 
 def user_frame(
@@ -64,7 +80,7 @@ def new_item_tokens(
     year_bucket: int,
     genres: Sequence[Iterable[str] | None] | None,
     titles: Sequence[str | None] | None,
-    years: Sequence[int | None] | None,
+    years: Sequence[int | float | None] | None,
 ) -> tuple[npt.NDArray[np.int64], dict[str, int]]:
     """Token rows [UNK, known content tokens...] of new items, and the counts of unknown tokens.
 
@@ -73,6 +89,8 @@ def new_item_tokens(
     """
     if genres is not None:
         genres = genre_lists(genres)
+    if years is not None:
+        years = year_values(years)
     if titles is not None:
         wrong = [k for k, t in enumerate(titles) if t is not None and not isinstance(t, str)]
         if wrong:

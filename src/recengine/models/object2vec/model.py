@@ -513,7 +513,7 @@ class Object2Vec(TorchRecommender):
         genres: Sequence[Iterable[str] | None] | None = None,
         *,
         titles: Sequence[str | None] | None = None,
-        years: Sequence[int | None] | None = None,
+        years: Sequence[int | float | None] | None = None,
     ) -> None:
         """Item features by external id (any of genres, titles, years), before ``fit``."""
         self._item_frame = cn.item_frame(items, genres, titles, years)
@@ -535,7 +535,7 @@ class Object2Vec(TorchRecommender):
         *,
         genres: Sequence[Iterable[str] | None] | None = None,
         titles: Sequence[str | None] | None = None,
-        years: Sequence[int | None] | None = None,
+        years: Sequence[int | float | None] | None = None,
     ) -> npt.NDArray[np.float32]:
         """enc1's side vectors of items nobody has rated, from their content alone: (n, enc_dim), or
         (n, enc_dim + 1) with ``bias_terms`` (the last column is the item's bias from its tokens).
