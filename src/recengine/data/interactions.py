@@ -165,6 +165,11 @@ class RatingScale:
         step = f" step {self.step:g}" if self.step else ""
         return f"{self.low:g}–{self.high:g}{step}"
 
+    @property
+    def is_binary(self) -> bool:
+        """0 to 1: labels (or probabilities of them), not ratings."""
+        return self.low == 0.0 and self.high == 1.0
+
     def bad_rows(self, ratings: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
         """Rows that are NaN, outside [low, high], or off the step grid."""
         r = np.asarray(ratings, dtype=np.float64)

@@ -333,7 +333,7 @@ class Recommender(ABC):
             raise CapabilityError(f"{self.name} cannot serve a new user from a history")
         idx = self.items.to_internal(items).astype(np.int64)
         scale = self.input_scale
-        if ratings is None and len(idx) and scale is not None and (scale.low, scale.high) != (0.0, 1.0):
+        if ratings is None and len(idx) and scale is not None and not scale.is_binary:
             raise ConfigError(
                 f"{self.name} was fitted on ratings {scale}: give the history's ratings (without them, "
                 "each item would count as the lowest rating)"

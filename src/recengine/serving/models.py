@@ -41,7 +41,7 @@ def model_kind(model: Recommender) -> Kind:
     if not model.capabilities.rating:
         return "ranking"
     s = model.scale
-    if s is not None and s.low == 0.0 and s.high == 1.0:
+    if s is not None and s.is_binary:
         return "binary"
     return "regression"
 

@@ -353,24 +353,26 @@ def transform_file(sm: ServedModel, src: Path, dst: Path) -> int:
     return len(rows)
 
 
+def _handler(instance: dict[str, Any], where: str) -> Handler:
+    """The first handler that accepts ``instance``; none is an InvocationError starting ``where``."""
+    found = next((h for h in HANDLERS if h.accepts(instance)), None)
+    if found is None:
+        known = ", ".join(h.name for h in HANDLERS)
+        raise InvocationError(f"{where}matches no known format ({known})")
+    return found
+
+
 def _answer_lines(
     sm: ServedModel, batch: list[tuple[int, dict[str, Any]]], src: Path
 ) -> list[dict[str, Any]]:
     """One batch through its handler; when it fails, the first failing line is found and named."""
     instances = [inst for _, inst in batch]
-    handler = next((h for h in HANDLERS if h.accepts(instances[0])), None)
     try:
-        if handler is None:
-            raise InvocationError("matches no known format")
-        return handler.predict(sm, instances)
+        return _handler(instances[0], "instance 0: ").predict(sm, instances)
     except RecengineError as batch_error:
         for lineno, inst in batch:  # the slow path, only to say where
-            one = next((h for h in HANDLERS if h.accepts(inst)), None)
             try:
-                if one is None:
-                    known = ", ".join(h.name for h in HANDLERS)
-                    raise InvocationError(f"instance 0: matches no known format ({known})") from None
-                one.predict(sm, [inst])
+                _handler(inst, "instance 0: ").predict(sm, [inst])
             except RecengineError as e:
                 raise DataError(
                     str(e).removeprefix("instance 0: ").removeprefix("instance 0, "), src, lineno
@@ -383,10 +385,7 @@ def invoke(sm: ServedModel, body: bytes, content_type: str, accept: str | None) 
     """Answer one invocation: the response body and its media type (JSON unless JSON Lines is asked
     for, or the request was JSON Lines and nothing else is asked for)."""
     instances = parse_instances(body, content_type)
-    handler = next((h for h in HANDLERS if h.accepts(instances[0])), None)
-    if handler is None:
-        known = ", ".join(h.name for h in HANDLERS)
-        raise InvocationError(f"instance 0 matches no known format ({known})")
+    handler = _handler(instances[0], "instance 0 ")
     out_type = response_type(accept, content_type)  # before the work: a 406 costs nothing
     predictions = handler.predict(sm, instances)
     if out_type == JSONLINES:
