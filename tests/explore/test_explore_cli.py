@@ -126,6 +126,10 @@ def test_title_lookup_and_neighbour_tables(mf_dir):
     assert resolve_items(data, ["50", "STAR WARS", "star wars (1977)", "Star W"]) == [sw] * 4
     with pytest.raises(UnknownIdError):
         resolve_items(data, ["no such film anywhere"])
+    # An unknown id is not read as a part of a title ("0" is in "2001: A Space Odyssey").
+    for unknown in ("0", "99999"):
+        with pytest.raises(UnknownIdError, match=f"no item has the id '{unknown}'$"):
+            resolve_items(data, [unknown])
     table = item_neighbours(data, ["Star Wars"], k=5, min_ratings=50)
     assert all(n["ratings"] >= 50 and n["item"] != 50 for n in table[0]["neighbours"])
     sims = [n["similarity"] for n in table[0]["neighbours"]]

@@ -126,6 +126,7 @@ def test_user_neighbours(explore_client: TestClient) -> None:
         ("/v1/models/mf/explore/k-selection?method=", 422, "invalid_request", "method"),
         ("/v1/models/mf/explore/neighbours?item=no+such+film+anywhere", 404, "unknown_id", "no such film"),
         ("/v1/models/mf/explore/neighbours?item=%20", 422, "invalid_value", "empty"),
+        ("/v1/models/mf/explore/neighbours?item=0", 404, "unknown_id", "no item has the id '0'"),
         ("/v1/models/mf/explore/neighbours?k=0", 422, "invalid_request", "k"),
         ("/v1/models/mf/explore/neighbours?k=101", 422, "invalid_request", "k"),
         ("/v1/models/mf/explore/user-neighbours?user=999999", 404, "unknown_id", "999999"),

@@ -69,7 +69,9 @@ def resolve_items(data: ExploreData, queries: Sequence[str]) -> list[int]:
     """Internal indices for titles or item ids as a person types them.
 
     Each query is tried as an external item id, then as an exact title (with or without its year,
-    any case), then as a part of a title; among several matches the most-rated item wins.
+    any case), then as a part of a title; among several matches the most-rated item wins. A query of
+    digits alone that is no item's id matches whole titles only ("1941"), never a part of one: an
+    unknown id must not answer for a movie whose title holds that digit.
     """
     ids = [str(_plain(i)) for i in data.item_ids]
     by_id = {s: p for p, s in enumerate(ids)}
@@ -83,10 +85,11 @@ def resolve_items(data: ExploreData, queries: Sequence[str]) -> list[int]:
             continue
         f = q.casefold()
         hits = [i for i in range(data.n_items) if lowered[i] == f or labels[i] == f]
-        if not hits:
+        if not hits and not q.isdigit():
             hits = [i for i in range(data.n_items) if f in labels[i]]
         if not hits:
-            raise UnknownIdError(f"no item has the id or a title matching {q!r}")
+            what = "no item has the id" if q.isdigit() else "no item has the id or a title matching"
+            raise UnknownIdError(f"{what} {q!r}")
         out.append(max(hits, key=lambda i: (int(data.counts[i]), -i)))
     return out
 
