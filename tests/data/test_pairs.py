@@ -47,6 +47,9 @@ def test_write_is_atomic_and_leaves_no_temp_file(tmp_path: Path) -> None:
     assert p.read_text() == "old\n"
     with pytest.raises(ValueError, match="negative"):
         write_pairs(p, np.array([1, -2]), [3, 4])
+    with pytest.raises(ValueError, match="no pairs to write"):
+        write_pairs(p, np.zeros((0, 1), dtype=np.int64), np.zeros((0, 1), dtype=np.int64))
+    assert p.read_text() == "old\n"
     write_pairs(p, [1, 2], [3, 4])
     assert sorted(x.name for x in tmp_path.iterdir()) == ["out.jsonl"]
 

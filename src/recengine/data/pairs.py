@@ -234,6 +234,9 @@ def write_pairs(path: str | Path, in0: Tokens, in1: Tokens, labels: npt.ArrayLik
     n = len(s0)
     if len(s1) != n:
         raise ValueError(f"in0 has {n} rows, in1 has {len(s1)}")
+    if n == 0:
+        # read_pairs refuses a file without pairs; writing one would only move the error there.
+        raise ValueError(f"no pairs to write to {path}")
     lab = None
     if labels is not None:
         lab = np.asarray(labels, dtype=np.float32)
