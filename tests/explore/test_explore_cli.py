@@ -176,8 +176,11 @@ def test_without_item_metadata_and_with_string_ids(tmp_path):
     assert all(c["genres"] == [] and c["name"] == "mixed" for c in result["clusters"]["kmeans"])
     assert result["neighbours"][0]["query"]["item"] == "film-7"
     assert result["map"]["points"]["item"].count("film-7") == 1  # asked titles are always mapped
-    write_html(result, write_pngs(result, tmp_path), tmp_path / "report.html")
-    assert "No genres" in (tmp_path / "report.html").read_text()
+    pngs = write_pngs(result, tmp_path)
+    assert sorted(pngs) == ["k_selection", "map_agglomerative", "map_kmeans"]  # no all-grey genre map
+    write_html(result, pngs, tmp_path / "report.html")
+    html = (tmp_path / "report.html").read_text()
+    assert "No genres" in html and "value=genre" not in html and "<option value='kmeans'>" in html
 
 
 def _main(monkeypatch, capsys, *args: str) -> tuple[int, str]:

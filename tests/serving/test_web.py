@@ -426,3 +426,24 @@ def test_explore_map_clusters_and_similar_movies(
         mobile.screenshot(path=str(tmp_path / "phone-explore.png"), full_page=True)
     finally:
         phone.close()
+
+
+def test_a_map_of_movies_without_genres_is_coloured_by_cluster(
+    ml100k: Dataset, context: Any, tmp_path: Path
+) -> None:
+    """A model saved without item metadata has no genres: every dot would be one grey "no genre",
+    so the map opens coloured by cluster and the genre choice is off."""
+    model = create("mf", {"factors": 8, "epochs": 3}).fit(ml100k.interactions)
+    bare = artifacts.save(model, tmp_path / "mf-bare")
+    app = create_app([("bare", bare)], store_url=tmp_path / "f.sqlite3")
+    page = context.new_page()
+    errors = _watch(page)
+    with thread_server(app) as url:
+        page.goto(url + "/")
+        page.locator("#explore-link").click()
+        expect(page.locator("#explore")).to_have_attribute("data-loaded", "true")
+        expect(page.locator('input[name="explore-colour"][value="genre"]')).to_be_disabled()
+        expect(page.locator('input[name="explore-colour"][value="cluster"]')).to_be_checked()
+        expect(page.locator("#explore-map")).to_have_attribute("data-colour", "cluster")
+        expect(page.locator("#explore-status")).to_contain_text("coloured by 12 clusters")
+    assert not errors, errors

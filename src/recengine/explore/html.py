@@ -261,6 +261,8 @@ def write_html(result: dict[str, Any], pngs: dict[str, Path], path: Path) -> Pat
         else f"all {m['n_items']:,} items"
     )
     options = "".join(f"<option value='{_e(k)}'>{_e(k)} clusters</option>" for k in result["clusters"])
+    # Items without genres would all be one grey "no genre": the map opens coloured by cluster.
+    genre_option = "<option value=genre>main genre</option>" if result.get("has_genres", True) else ""
     title = f"{result['model']}" + (f" on {result['data']}" if result.get("data") else "")
     sel = result.get("k_selection")
     ksel = ""
@@ -289,7 +291,7 @@ def write_html(result: dict[str, Any], pngs: dict[str, Path], path: Path) -> Pat
 map: t-SNE ({_e(info["backend"])}, perplexity {info["perplexity"]:.0f}, seed {info["seed"]}) of {sub}.
 Point size: number of ratings.</p>
 <h2>Map</h2>
-<div class=controls><label>colour by <select id=colour><option value=genre>main genre</option>{options}
+<div class=controls><label>colour by <select id=colour>{genre_option}{options}
 </select></label><input id=search placeholder="find a title…" size=28></div>
 <div id=wrap><canvas id=map width=900 height=760></canvas><div id=legend></div><div id=tip></div></div>
 <h2>Do the vectors know genres?</h2>{_measures_html(result.get("measures"))}

@@ -193,9 +193,12 @@ def plot_k_selection(result: dict[str, Any], path: Path) -> Path | None:
 
 
 def write_pngs(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Every PNG of the report into ``out_dir``: map_genre.png, map_<method>.png, k_selection.png."""
+    """Every PNG of the report into ``out_dir``: map_genre.png (for items with genres),
+    map_<method>.png, k_selection.png."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {"map_genre": plot_map(result, out_dir / "map_genre.png", colour_by="genre")}
+    files: dict[str, Path] = {}
+    if result.get("has_genres", True):  # without genres every point would be "no genre"
+        files["map_genre"] = plot_map(result, out_dir / "map_genre.png", colour_by="genre")
     for method in result["clusters"]:
         files[f"map_{method}"] = plot_map(result, out_dir / f"map_{method}.png", colour_by=method)
     ks = plot_k_selection(result, out_dir / "k_selection.png")

@@ -610,6 +610,15 @@ async function loadExplore() {
     if (mine !== ex.seq) return;
     ex.map = map;
     ex.clusters = clusters;
+    // Movies without genres would all be one grey "no genre": such a map is coloured by cluster.
+    const hasGenres = map.genres.some((g) => !(g in OTHER_COLOURS));
+    const byGenre = document.querySelector('input[name="explore-colour"][value="genre"]');
+    byGenre.disabled = !hasGenres;
+    if (!hasGenres && ex.colour === "genre") {
+      ex.colour = "cluster";
+      document.querySelector('input[name="explore-colour"][value="cluster"]').checked = true;
+      $("explore-map").dataset.colour = ex.colour;
+    }
     drawMap();
     drawLegend();
     drawClusters();
