@@ -137,3 +137,49 @@ def test_neighbours_refuse_blank_queries_and_users_need_user_vectors(mf_dir: Pat
     views.data.user_vectors = None
     with pytest.raises(CapabilityError, match="user embeddings"):
         views.user_neighbours()
+
+
+_FIRST_REQUESTS = """
+import sys, threading
+import numpy as np, scipy.sparse as sp
+from recengine.explore.embeddings import ExploreData
+from recengine.explore.web import ExploreViews
+
+assert "sklearn" not in sys.modules
+rng = np.random.default_rng(0)
+n = 60
+data = ExploreData(
+    model_name="m", data_name=None, item_ids=np.arange(n), titles=[f"t{i}" for i in range(n)],
+    years=[None] * n, genres=[[]] * n, counts=np.full(n, 5, dtype=np.int64),
+    mean_rating=np.full(n, 3.5), vectors=rng.normal(size=(n, 8)).astype(np.float32), explicit=True,
+    seen=sp.csr_matrix((1, n)),
+)
+views = ExploreViews(data, max_points=n)
+errors = []
+def run(view):
+    try:
+        view()
+    except Exception as e:
+        errors.append(repr(e))
+asked = [lambda: views.map(k=3), lambda: views.clusters(k=4), lambda: views.k_selection()]
+threads = [threading.Thread(target=run, args=(v,)) for v in asked]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(errors)
+"""
+
+
+def test_first_requests_at_once_in_a_fresh_process() -> None:
+    """A server's first map, clusters and k-selection requests come at once, each in its own thread;
+    scikit-learn imported for the first time by several threads together can be seen half
+    initialised (ImportError from sklearn.base), so the views import it before any request runs."""
+    import subprocess
+    import sys
+
+    for _ in range(8):  # without the import, about one fresh process in three failed
+        out = subprocess.run(
+            [sys.executable, "-c", _FIRST_REQUESTS], capture_output=True, text=True, timeout=300, check=True
+        )
+        assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -185,6 +185,7 @@ class ExploreViews:
         max_points: int = MAP_MAX_POINTS,
         map_file: Path | None = None,
     ) -> None:
+        _import_estimators()
         self.data = data
         self.seed = seed
         self.max_points = max_points
@@ -359,6 +360,19 @@ class ExploreViews:
         """Nearest users by user vectors; CapabilityError for a model without them."""
         _check_queries(users, "user")
         return jsonable({"k": k, "neighbours": user_neighbours(self.data, users or None, n_users=n, k=k)})
+
+
+def _import_estimators() -> None:
+    """Import scikit-learn (and openTSNE, which imports it) now, in the one thread that builds the
+    views: a server's first map and clusters requests run at once in two threads, and a package that
+    two threads import for the first time together can be seen half initialised (ImportError)."""
+    import sklearn.cluster
+    import sklearn.decomposition
+    import sklearn.manifold
+    import sklearn.metrics  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import openTSNE  # noqa: F401
 
 
 def _check_queries(queries: Sequence[str] | None, what: str) -> None:
