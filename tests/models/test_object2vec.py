@@ -198,6 +198,12 @@ def test_tied_and_shared_encoders_train():
     net = m.net
     assert net is not None and net.enc0 is net.enc1
     assert rmse(m, test) < 1.0
+    arrays = m.state_arrays()
+    assert not any(k.startswith("enc1.") for k in arrays)  # the shared encoder is stored once
+    c = Object2Vec(m.get_params()).restore(m.users, m.items, m.scale, m.seen(), arrays, m.history)
+    assert c.net is not None and c.net.enc0 is c.net.enc1
+    u, i = test.user[:50], test.item[:50]
+    np.testing.assert_allclose(c.predict_internal(u, i), m.predict_internal(u, i), rtol=1e-6)
 
 
 # ----- parameters: SageMaker names, presets, rejects -----------------------------------------------

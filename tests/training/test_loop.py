@@ -329,6 +329,23 @@ def test_module_state_round_trip():
         load_module_state(b.module, broken)
 
 
+def test_tied_weights_are_stored_once_and_stay_tied():
+    def tied(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        m = torch.nn.ModuleDict({"a": torch.nn.Embedding(5, 3), "b": torch.nn.Embedding(5, 3)})
+        m["b"].weight = m["a"].weight  # one table read by both sides
+        return m
+
+    a, b = tied(1), tied(2)
+    arrays = module_state_arrays(a)
+    assert sorted(arrays) == ["a.weight"]  # not the table twice
+    load_module_state(b, arrays)
+    assert b["a"].weight is b["b"].weight and torch.equal(b["b"].weight, a["a"].weight)
+    load_module_state(b, {**arrays, "b.weight": arrays["a.weight"]})  # files holding both names load
+    with pytest.raises(DataError, match=r"missing a\.weight"):
+        load_module_state(b, {"b.weight": arrays["a.weight"]})
+
+
 def test_devices_and_config():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

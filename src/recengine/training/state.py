@@ -15,15 +15,32 @@ from recengine.errors import DataError
 
 
 def module_state_arrays(module: torch.nn.Module) -> dict[str, np.ndarray]:
-    """Every parameter and buffer of ``module`` (its ``state_dict``) as a numpy copy, on the CPU."""
-    return {name: _to_numpy(t) for name, t in module.state_dict().items()}
+    """Every parameter and buffer of ``module`` (its ``state_dict``) as a numpy copy, on the CPU;
+    a tensor the module holds under several names (tied or shared weights) is kept once, under the
+    first, so a model file does not carry a token table twice."""
+    aliases = state_aliases(module)
+    return {name: _to_numpy(t) for name, t in module.state_dict().items() if name not in aliases}
+
+
+def state_aliases(module: torch.nn.Module) -> dict[str, str]:
+    """Each state name whose tensor is one named earlier in the ``state_dict`` → that first name."""
+    first: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    for name, t in module.state_dict(keep_vars=True).items():
+        if id(t) in first:
+            aliases[name] = first[id(t)]
+        else:
+            first[id(t)] = name
+    return aliases
 
 
 def load_module_state(module: torch.nn.Module, arrays: dict[str, np.ndarray]) -> None:
     """Copy ``arrays`` into ``module`` in place (parameters keep their identity, so an optimizer
-    built on them stays valid); names and shapes must match exactly."""
+    built on them stays valid); names and shapes must match exactly. A tied or shared tensor needs
+    only its first name (files that also hold the others load too)."""
     state = module.state_dict()
-    missing = sorted(set(state) - set(arrays))
+    aliases = state_aliases(module)
+    missing = sorted(n for n in set(state) - set(arrays) if n not in aliases)
     unexpected = sorted(set(arrays) - set(state))
     if missing or unexpected:
         parts = []
@@ -34,6 +51,8 @@ def load_module_state(module: torch.nn.Module, arrays: dict[str, np.ndarray]) ->
         raise DataError(f"weights do not fit the network: {'; '.join(parts)}")
     with torch.no_grad():
         for name, target in state.items():
+            if name not in arrays:
+                continue  # an alias: filled through its first name
             value = np.asarray(arrays[name])
             if tuple(value.shape) != tuple(target.shape):
                 raise DataError(
