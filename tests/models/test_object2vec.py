@@ -1043,8 +1043,23 @@ def test_item_history_choice_crosses_the_user_history_and_round_trips(tmp_path: 
         c.predict_internal(data.user, data.item), crossed.predict_internal(data.user, data.item)
     )
     state = crossed.state_arrays()
-    del state["members.3.item_history_users"]
-    with pytest.raises(DataError, match="item history of member 3"):
+    # One copy of each table and history for all members: under the first member that reads it.
+    assert [k for k in state if k.endswith("item_history_users")] == ["members.2.item_history_users"]
+    assert [k for k in state if k.endswith("history_items")] == ["members.1.history_items"]
+    assert [k for k in state if k.endswith("user_tokens")] == ["members.0.user_tokens"]
+    assert c.net is not None and c.net.get_buffer("members.3.item_history_users") is c.net.get_buffer(
+        "members.2.item_history_users"
+    )
+    c.net._apply(lambda t: t.clone())  # what moving to another device does: every buffer copied
+    assert c.net.get_buffer("members.3.item_history_users") is c.net.get_buffer(
+        "members.2.item_history_users"
+    )
+    assert c.net.get_buffer("user_tokens") is c.net.get_buffer("members.3.user_tokens")
+    np.testing.assert_array_equal(
+        c.predict_internal(data.user, data.item), crossed.predict_internal(data.user, data.item)
+    )
+    del state["members.2.item_history_users"]
+    with pytest.raises(DataError, match="item history of member 2"):
         Object2Vec(**crossed.get_params()).restore(
             crossed.users, crossed.items, crossed.scale, crossed.seen(), state, crossed.history
         )

@@ -14,14 +14,31 @@ vectors) need nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Self
 
 import torch
 from torch import Tensor, nn
 
 from recengine.models._torch_nets import PairNet
 from recengine.models.object2vec.encoders import Object2VecNet
+
+
+def _share_tables(members: Sequence[Object2VecNet]) -> None:
+    """Point every member's token tables and histories at the first member holding an equal one: they
+    are built from the same data, and one tensor each keeps memory and the model file from holding
+    them once per member (the state keeps a shared tensor under its first name)."""
+    kept: dict[str, Tensor] = {}
+    for m in members:
+        for name, buf in list(m.named_buffers(recurse=False)):
+            first = kept.setdefault(name, buf)
+            if first is not buf and _same(first, buf):
+                setattr(m, name, first)
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
 
 
 class Object2VecEnsemble(PairNet):
@@ -39,6 +56,7 @@ class Object2VecEnsemble(PairNet):
         shape = replace(first.spec, history=False, item_history=False)
         if any(replace(m.spec, history=False, item_history=False) != shape for m in members):
             raise ValueError("the members of an ensemble must share one network spec (histories aside)")
+        _share_tables(members)
         self.members = nn.ModuleList(members)
         self.spec = first.spec
         self.out_dim = first.out_dim
@@ -47,6 +65,15 @@ class Object2VecEnsemble(PairNet):
         # The token tables are the same for every member; these are the ones inference indexes.
         self.register_buffer("user_tokens", first.get_buffer("user_tokens"), persistent=False)
         self.register_buffer("item_tokens", first.get_buffer("item_tokens"), persistent=False)
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
+        """Moving or casting copies each module's buffers apart: share them again afterwards."""
+        super()._apply(fn, recurse)
+        first = self._members()[0]
+        _share_tables(self._members())
+        self.user_tokens = first.get_buffer("user_tokens")
+        self.item_tokens = first.get_buffer("item_tokens")
+        return self
 
     def _parts(self, x: Tensor) -> list[Tensor]:
         return list(torch.split(x, self.member_dim, dim=-1))

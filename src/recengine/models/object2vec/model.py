@@ -474,16 +474,24 @@ class Object2Vec(TorchRecommender):
         item_flags = [bool(f) for f in self.layout.get("item_history_members", [False] * n_members)]
         if len(flags) != n_members or len(item_flags) != n_members:
             raise DataError(f"object2vec layout names histories for other than its {n_members} members")
+        # A history all members share is stored once, under the first member that reads it.
+        holder = [f"members.{flags.index(True)}." if n_members > 1 and any(flags) else ""] * 2
+        if n_members > 1 and any(item_flags):
+            holder[1] = f"members.{item_flags.index(True)}."
         members = []
         for j, (flag, item_flag) in enumerate(zip(flags, item_flags, strict=True)):
             where = f"members.{j}." if n_members > 1 else ""
             history = item_history = None
             if flag:
-                history = _csr(arrays, f"{where}history_offsets", f"{where}history_items")
+                history = _csr(arrays, f"{where}history_offsets", f"{where}history_items") or _csr(
+                    arrays, f"{holder[0]}history_offsets", f"{holder[0]}history_items"
+                )
                 if history is None:
                     raise DataError(f"object2vec state lacks the user history of member {j}")
             if item_flag:
-                item_history = _csr(arrays, f"{where}item_history_offsets", f"{where}item_history_users")
+                item_history = _csr(
+                    arrays, f"{where}item_history_offsets", f"{where}item_history_users"
+                ) or _csr(arrays, f"{holder[1]}item_history_offsets", f"{holder[1]}item_history_users")
                 if item_history is None:
                     raise DataError(f"object2vec state lacks the item history of member {j}")
             spec = self._spec(history=flag, item_history=item_flag)
