@@ -503,6 +503,53 @@ def test_negative_sampling_never_emits_a_known_positive_and_respects_the_rate():
     assert short == 2 * n_items and set(nu.tolist()) == {1} and 0 not in ni
 
 
+def test_negatives_are_drawn_per_positive_and_avoid_every_known_pair():
+    users = np.array([0, 0, 0, 1, 1])
+    items = np.array([0, 1, 2, 0, 3])
+    positive = np.array([True, False, False, True, True])
+    nu, ni, _ = sample_negatives(users, items, 6, 4, "uniform", 0, positive=positive)
+    assert np.bincount(nu).tolist() == [4, 8]  # rate × the user's positives
+    assert not set(zip(nu.tolist(), ni.tolist(), strict=True)) & set(zip(users, items, strict=True))
+    with pytest.raises(ValueError, match="one flag per row"):
+        sample_negatives(users, items, 6, 1, positive=positive[:2])
+
+
+def test_labels_with_negative_sampling(tmp_path: Path):
+    """A threshold's labels and a pairs file's labels are kept, negatives come per positive; ratings
+    alone are all positives; a head left with one label, or implicit rows without negatives, refused."""
+    from recengine.models.object2vec.data import pairs_training_data, training_arrays
+
+    data = groups()
+    positives = int(np.sum(data.values() > 3))
+    arrays, info, _ = training_arrays(data, Object2Vec(label_threshold=3, negative_sampling_rate=2).params)
+    assert info["negatives"] == 2 * positives < 2 * len(data)
+    assert int(arrays["target"][: len(data)].sum()) == positives  # the threshold's 0s stay 0
+    arrays, info, _ = training_arrays(data, Object2Vec(negative_sampling_rate=2).params)
+    assert info["negatives"] == 2 * len(data) and arrays["target"][: len(data)].min() == 1  # stars: rated
+    labels = (data.values() > 3).astype(np.float32)
+    path = tmp_path / "p.jsonl"
+    write_pairs(path, data.user, data.item, labels)
+    for head in ({}, {"output_layer": "softmax"}):
+        params = Object2Vec(negative_sampling_rate=1, **head).params
+        train, *_ = pairs_training_data(read_pairs(path), params)
+        arrays, info, _ = training_arrays(train, params)
+        assert info["negatives"] == positives and arrays["target"][: len(train)].sum() == positives
+    write_pairs(path, data.user, data.item, np.where(labels > 0, 7.0, 0.0))
+    with pytest.raises(DataError, match=r"label 7 .* num_classes=2"):
+        pairs_training_data(
+            read_pairs(path), Object2Vec(negative_sampling_rate=1, output_layer="softmax").params
+        )
+    implicit = Interactions.from_arrays(data.user, data.item, None)
+    for bad in ({}, {"output_layer": "softmax"}, {"label_threshold": 3, "negative_sampling_rate": 1}):
+        with pytest.raises(DataError, match="no ratings, so every label would be 1"):
+            training_arrays(implicit, Object2Vec(**bad).params)
+    ones = Interactions.from_arrays(data.user, data.item, np.ones(len(data)), scale=RatingScale(0, 1, 1))
+    with pytest.raises(DataError, match=r"every training label is 1.*negative_sampling_rate"):
+        training_arrays(ones, Object2Vec(output_layer="softmax").params)
+    arrays, *_ = training_arrays(ones, Object2Vec(output_layer="softmax", negative_sampling_rate=1).params)
+    assert set(arrays["label"].tolist()) == {0, 1}
+
+
 def test_popularity_sampling_prefers_popular_items():
     users = np.repeat(np.arange(200), 2)
     items = np.where(np.arange(400) % 2 == 0, 0, 1 + np.arange(400) % 50)

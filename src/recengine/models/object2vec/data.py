@@ -31,6 +31,12 @@ def training_arrays(
     values = train.values().astype(np.float32)
     info: dict[str, Any] = {"rows": len(train)}
     lt, sc = p.label_threshold, train.scale
+    if not train.is_explicit and (lt is not None or p.negative_sampling_rate == 0):
+        raise DataError(
+            "these interactions have no ratings, so every label would be 1"
+            + ("; label_threshold needs ratings" if lt is not None else "")
+            + ": set negative_sampling_rate (e.g. 5) to sample unobserved items as negatives"
+        )
     if lt is not None and sc is not None and not sc.low <= lt < sc.high:
         raise DataError(
             f"label_threshold={lt:g} is outside the ratings' scale {sc.low:g}..{sc.high:g}, so every label "
@@ -44,15 +50,30 @@ def training_arrays(
         values = (values > p.label_threshold).astype(np.float32)
     users, items = train.user.astype(np.int32), train.item.astype(np.int32)
     if p.negative_sampling_rate > 0:
-        if p.label_threshold is None:
-            values = np.ones(len(train), dtype=np.float32)  # every observed row is a positive
+        # Labels (a threshold's 0/1, a pairs file's classes) are kept and each positive row gets its
+        # negatives; ratings without a threshold, and implicit rows, are all positives.
+        labels = sc is not None and sc.low == 0 and (sc.is_binary or p.output_layer == "softmax")
+        if p.label_threshold is None and not labels:
+            values = np.ones(len(train), dtype=np.float32)
         nu, ni, short = sample_negatives(
-            train.user, train.item, train.n_items, p.negative_sampling_rate, p.negative_sampling, p.seed
+            train.user,
+            train.item,
+            train.n_items,
+            p.negative_sampling_rate,
+            p.negative_sampling,
+            p.seed,
+            positive=values > 0,
         )
         users = np.concatenate([users, nu])
         items = np.concatenate([items, ni])
         values = np.concatenate([values, np.zeros(len(nu), dtype=np.float32)])
         info.update(negatives=len(nu), negatives_short=short)
+    learned = classes if classes is not None else values
+    if (p.output_layer == "softmax" or p.label_threshold is not None) and len(np.unique(learned)) == 1:
+        raise DataError(
+            f"every training label is {float(learned[0]):g}, so the model could learn nothing else"
+            + ("" if p.negative_sampling_rate else "; set negative_sampling_rate to sample negatives")
+        )
     scale = None
     if classes is not None:  # rating classes learned, P(rating > threshold) predicted
         scale = RatingScale(0.0, 1.0, 1.0)
@@ -139,7 +160,7 @@ def pairs_training_data(
         tables.append(tk.TokenTable(table, truncated=truncated))
         sizes.append(size)
     labels = data.labels.astype(np.float32)
-    if p.output_layer == "softmax" and p.label_threshold is None and p.negative_sampling_rate == 0:
+    if p.output_layer == "softmax" and p.label_threshold is None:
         check_classes(labels, p.num_classes, "training pairs")
         train = Interactions.from_arrays(
             ids[0], ids[1], labels, scale=RatingScale(0.0, p.num_classes - 1.0, 1.0)

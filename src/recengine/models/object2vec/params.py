@@ -236,7 +236,12 @@ class Object2VecParams(TorchRatingParams):
         "for accuracy, using every rating's value rather than only its side of the threshold)",
     )
     negative_sampling_rate: int = Field(
-        0, ge=0, le=1000, description="sampled negatives (label 0) per observed row (label 1); 0: none"
+        0,
+        ge=0,
+        le=1000,
+        description="sampled negatives (label 0) per positive row, none a known pair; 0: none. Ratings "
+        "without label_threshold are all positives; a threshold's labels and a pairs file's 0/1 or "
+        "class labels are kept",
     )
     negative_sampling: Literal["uniform", "popularity"] = Field(
         "uniform", description="how negatives are drawn: uniformly or in proportion to item counts"

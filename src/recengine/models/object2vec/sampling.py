@@ -23,15 +23,20 @@ def sample_negatives(
     rate: int,
     mode: str = "uniform",
     seed: int = 0,
+    positive: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], int]:
-    """``rate`` negative items for each (user, item) row: (users, items, short) where ``short`` counts
-    the negatives that could not be drawn because a user has every item of the catalog already."""
+    """``rate`` negative items for each positive (user, item) row (every row when ``positive`` is
+    None): (users, items, short) where ``short`` counts the negatives that could not be drawn because
+    a user has every item of the catalog already. No negative is a pair among the rows, positive or
+    not; popularity counts every row."""
     if rate < 1:
         raise ValueError(f"rate must be at least 1, got {rate}")
     if mode not in ("uniform", "popularity"):
         raise ValueError(f"unknown negative sampling mode {mode!r}")
     u = np.asarray(users, dtype=np.int64)
     i = np.asarray(items, dtype=np.int64)
+    if positive is not None and len(positive) != len(u):
+        raise ValueError(f"positive must have one flag per row ({len(u)}), got {len(positive)}")
     if len(u) == 0:
         empty = np.zeros(0, dtype=np.int32)
         return empty, empty.copy(), 0
@@ -39,7 +44,7 @@ def sample_negatives(
     n_known = np.bincount(u, minlength=int(u.max()) + 1)  # rows per user (keys may repeat)
     known_per_user = np.bincount(known // n_items, minlength=len(n_known))
     full = known_per_user >= n_items
-    out_u = np.repeat(u, rate)
+    out_u = np.repeat(u if positive is None else u[np.asarray(positive, dtype=bool)], rate)
     keep = ~full[out_u]
     short = int(np.count_nonzero(~keep))
     out_u = out_u[keep]
