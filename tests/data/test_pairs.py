@@ -47,6 +47,9 @@ def test_write_is_atomic_and_leaves_no_temp_file(tmp_path: Path) -> None:
     assert p.read_text() == "old\n"
     with pytest.raises(ValueError, match="negative"):
         write_pairs(p, np.array([1, -2]), [3, 4])
+    for bad, shown in (([[1.5, 2]], "1.5"), ([[True]], "True"), ([["7"]], "'7'")):
+        with pytest.raises(ValueError, match=f"in0 row 0 holds {shown}; tokens must be integers"):
+            write_pairs(p, bad, [[3]])
     with pytest.raises(ValueError, match="no pairs to write"):
         write_pairs(p, np.zeros((0, 1), dtype=np.int64), np.zeros((0, 1), dtype=np.int64))
     assert p.read_text() == "old\n"
@@ -96,6 +99,8 @@ GOOD = '{"in0": [1], "in1": [2], "label": 1}\n'
         ),
         ('{"in0": [1], "in1": [-3], "label": 1}\n', "field 'in1' must hold non-negative"),
         ('{"in0": [1], "in1": [2], "label": "yes"}\n', "field 'label' must be a finite number"),
+        ('{"in0": [1], "in1": [2], "label": 1e39}\n', "field 'label' must be a finite number (within"),
+        ('{"in0": [1], "in1": [2], "label": 1' + "0" * 400 + "}\n", "field 'label' must be a finite"),
         ('{"in0": [1], "in1": [2]}\n', "field 'label' is missing on some lines"),
     ],
 )
@@ -128,9 +133,16 @@ def test_a_pairs_file_is_told_from_a_ratings_file(tmp_path: Path) -> None:
     ratings.write_text('{"user": 1, "item": 2, "rating": 4}\n')
     csv = tmp_path / "pairs.csv"
     csv.write_text('{"in0": [1], "in1": [2]}\n')
+    # A broken first record that names in0 or in1 is read as pairs, so the error names its line;
+    # one that names neither is left to the ratings reader.
     broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"in0": [1], "in1": \n')
+    broken.write_bytes(b'\xef\xbb\xbf{"in0": [1], "in1": [2],}\n' + GOOD.encode())
+    assert is_pairs_file(broken)
+    with pytest.raises(DataError, match=r"broken\.jsonl, line 1: not valid JSON"):
+        read_pairs(broken)
+    unnamed = tmp_path / "unnamed.jsonl"
+    unnamed.write_text('{"user": 1, \n')
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(b"\xff\xfe\x00")
-    for path in (ratings, csv, broken, binary, tmp_path / "missing.jsonl", tmp_path):
+    for path in (ratings, csv, unnamed, binary, tmp_path / "missing.jsonl", tmp_path):
         assert not is_pairs_file(path), path

@@ -25,6 +25,7 @@ from recengine.errors import DataError
 Tokens = npt.ArrayLike | Sequence[Sequence[int]]
 _SCHEMA: dict[str, pl.DataType] = {"in0": pl.List(pl.Int64), "in1": pl.List(pl.Int64), "label": pl.Float64()}
 _CHUNK = 500_000
+_LABEL_MAX = float(np.finfo(np.float32).max)  # labels are kept as float32
 
 
 @dataclass
@@ -67,11 +68,17 @@ def is_pairs_file(path: str | Path) -> bool:
         with path.open("rb") as fh:
             for raw in fh:
                 if raw.strip():
-                    first = json.loads(raw)
-                    return isinstance(first, dict) and ("in0" in first or "in1" in first)
-    except (OSError, ValueError):  # unreadable, not UTF-8 or not JSON: not recognisably pairs
+                    break
+            else:
+                return False
+    except OSError:
         return False
-    return False
+    try:
+        first = json.loads(raw)
+    except ValueError:  # a broken first record that names Object2Vec's fields: the pairs reader says what
+        line = raw.lstrip(b"\xef\xbb\xbf \t")
+        return line.startswith(b"{") and (b'"in0"' in line or b'"in1"' in line)
+    return isinstance(first, dict) and ("in0" in first or "in1" in first)
 
 
 def read_pairs(path: str | Path) -> Pairs:
@@ -107,7 +114,7 @@ def _valid(df: pl.DataFrame) -> bool:
     nulls = df["label"].null_count()
     if 0 < nulls < df.height:
         return False
-    return nulls > 0 or bool(df["label"].is_finite().all())
+    return nulls > 0 or bool((df["label"].abs() <= _LABEL_MAX).all())  # also false for NaN
 
 
 def _smallest(s: pl.Series) -> float:
@@ -148,8 +155,13 @@ def _read_slow(path: Path) -> Pairs:
             if label is None:
                 first_unlabeled = first_unlabeled or lineno
             else:
-                if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
-                    raise DataError(f"field 'label' must be a finite number, found {label!r}", path, lineno)
+                if not _is_label(label):
+                    raise DataError(
+                        f"field 'label' must be a finite number (within ±{_LABEL_MAX:.4g}), found "
+                        f"{_short(label)}",
+                        path,
+                        lineno,
+                    )
                 first_labeled = first_labeled or lineno
             if first_labeled and first_unlabeled:
                 line = max(first_labeled, first_unlabeled)
@@ -166,6 +178,16 @@ def _read_slow(path: Path) -> Pairs:
     in1, len1 = _pad_lists(rows1)
     lab = np.asarray(labels, dtype=np.float32) if first_labeled else None
     return Pairs(in0, len0, in1, len1, lab)
+
+
+def _is_label(v: object) -> bool:
+    """A number that stays finite as the float32 labels are kept in (a 400-digit integer does not)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return math.isfinite(float(v)) and abs(float(v)) <= _LABEL_MAX
+    except OverflowError:
+        return False
 
 
 def _token_list(obj: dict[str, Any], field: str, path: Path, lineno: int) -> list[int]:
@@ -212,7 +234,12 @@ def _normalise(tokens: Tokens, field: str) -> npt.NDArray[np.int64] | list[list[
         if arr.shape[1] == 0:
             raise ValueError(f"{field} rows must not be empty")
         return arr.astype(np.int64, copy=False)
-    rows = [[int(x) for x in r] for r in cast(Sequence[Sequence[int]], tokens)]
+    rows = [list(r) for r in cast(Sequence[Sequence[int]], tokens)]
+    for k, r in enumerate(rows):
+        bad = [x for x in r if isinstance(x, bool | np.bool_) or not isinstance(x, int | np.integer)]
+        if bad:  # 1.5 or True or "7" would be written as another token
+            raise ValueError(f"{field} row {k} holds {bad[0]!r}; tokens must be integers")
+    rows = [[int(x) for x in r] for r in rows]
     if any(not r or min(r) < 0 for r in rows):
         raise ValueError(f"{field} rows must be non-empty lists of non-negative integers")
     return rows
