@@ -329,6 +329,19 @@ def test_json_lines_softmax_classes(tmp_path: Path):
     write_pairs(bad, data.user, data.item, data.values())
     with pytest.raises(DataError, match="does not fit output_layer=softmax"):
         Object2Vec(FAST_TOK, output_layer="softmax").fit_pairs(bad)
+    # Errors found after reading name the file's line (blank lines counted), not a pair's index.
+    lines = [f'{{"in0": [{k % 5}], "in1": [{k % 7}], "label": {k % 2}}}' for k in range(30)]
+    lines[11] = '{"in0": [1], "in1": [2], "label": 7}'
+    lines[20] = '{"in0": [1500], "in1": [2], "label": 1}'
+    bad.write_text("\n\n" + "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"bad\.jsonl, line 14: label 7 does not fit"):
+        Object2Vec(FAST_TOK, output_layer="softmax").fit_pairs(bad)
+    with pytest.raises(DataError, match=r"bad\.jsonl, line 23: in0 holds token 1500, outside .*0\.\.999"):
+        Object2Vec(FAST_TOK, enc0_vocab_size=1000).fit_pairs(bad)
+    in_memory = read_pairs(bad)
+    in_memory.source = None
+    with pytest.raises(DataError, match=r"^pair 12: label 7 does not fit"):
+        Object2Vec(FAST_TOK, output_layer="softmax").fit_pairs(in_memory)
 
 
 def test_malformed_json_lines_name_line_and_field(tmp_path: Path):

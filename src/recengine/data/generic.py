@@ -85,7 +85,7 @@ def read_interactions(
         inter = _to_interactions(df, path, first_line, scale)
     except DataError as e:
         if fmt == "jsonl" and e.line is not None:  # polars skips blank lines: map the row back to its line
-            raise DataError(e.reason, path, _jsonl_line(path, e.line - first_line)) from None
+            raise DataError(e.reason, path, jsonl_line(path, e.line - first_line)) from None
         if not in_lines and e.line is not None:  # no lines to point at: the same number, called a row
             raise DataError(e.reason, path, e.line, unit="row") from None
         raise
@@ -266,7 +266,7 @@ def _bad_json(path: Path) -> DataError | None:
     return None
 
 
-def _jsonl_line(path: Path, row: int) -> int:
+def jsonl_line(path: Path, row: int) -> int:
     """Line of data row ``row`` (0-based) in a JSON Lines file whose blank lines hold no rows."""
     seen = -1
     with path.open("rb") as f:

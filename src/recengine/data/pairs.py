@@ -37,6 +37,7 @@ class Pairs:
     in1: npt.NDArray[np.int64]
     in1_len: npt.NDArray[np.int32]
     labels: npt.NDArray[np.float32] | None = None
+    source: Path | None = None  # the JSON Lines file read, so later errors can name a pair's line
 
     def __post_init__(self) -> None:
         n = len(self.in0)
@@ -47,6 +48,15 @@ class Pairs:
 
     def __len__(self) -> int:
         return len(self.in0)
+
+    def error(self, k: int, message: str) -> DataError:
+        """A DataError about pair ``k`` (0-based): its file and line for pairs read from a file, its
+        1-based number for pairs made in memory."""
+        if self.source is None:
+            return DataError(f"pair {k + 1}: {message}")
+        from recengine.data.generic import jsonl_line
+
+        return DataError(message, self.source, jsonl_line(self.source, k))
 
     def tokens(self, side: int) -> list[list[int]]:
         """The ragged token lists of ``in0`` (side 0) or ``in1`` (side 1)."""
@@ -99,7 +109,7 @@ def read_pairs(path: str | Path) -> Pairs:
         labels = df["label"].cast(pl.Float32).to_numpy().copy()
     in0, len0 = _padded(df["in0"])
     in1, len1 = _padded(df["in1"])
-    return Pairs(in0, len0, in1, len1, labels)
+    return Pairs(in0, len0, in1, len1, labels, source=path)
 
 
 def _valid(df: pl.DataFrame) -> bool:
@@ -177,7 +187,7 @@ def _read_slow(path: Path) -> Pairs:
     in0, len0 = _pad_lists(rows0)
     in1, len1 = _pad_lists(rows1)
     lab = np.asarray(labels, dtype=np.float32) if first_labeled else None
-    return Pairs(in0, len0, in1, len1, lab)
+    return Pairs(in0, len0, in1, len1, lab, source=path)
 
 
 def _is_label(v: object) -> bool:

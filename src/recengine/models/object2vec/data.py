@@ -112,17 +112,23 @@ def rating_class_labels(train: Interactions, p: Object2VecParams) -> npt.NDArray
     return np.round((train.values() - scale.low) / scale.step).astype(np.int64)
 
 
-def check_classes(labels: npt.NDArray[np.floating], num_classes: int, what: str) -> None:
-    """softmax labels must be the class indices 0 .. num_classes-1."""
+def check_classes(
+    labels: npt.NDArray[np.floating], num_classes: int, what: str, pairs: Pairs | None = None
+) -> None:
+    """softmax labels must be the class indices 0 .. num_classes-1; a bad one of ``pairs`` is named
+    by its line."""
     c = num_classes
     bad = (labels < 0) | (labels > c - 1) | (labels != np.round(labels))
     if bool(bad.any()):
         row = int(np.argmax(bad))
-        raise DataError(
-            f"{what}: label {float(labels[row]):g} (row {row}) does not fit output_layer=softmax with "
-            f"num_classes={c} (labels must be 0..{c - 1}); for ratings set label_threshold (e.g. 3) "
-            "or use output_layer=mean_squared_error"
+        message = (
+            f"label {float(labels[row]):g} does not fit output_layer=softmax with num_classes={c} (labels "
+            f"must be 0..{c - 1}); for ratings set label_threshold (e.g. 3) or use "
+            "output_layer=mean_squared_error"
         )
+        if pairs is not None:
+            raise pairs.error(row, message)
+        raise DataError(f"{what}: {message} (row {row + 1})")
 
 
 #: The largest token vocabulary of a side trained from JSON Lines (rows of its embedding table).
@@ -151,6 +157,14 @@ def pairs_training_data(
                 f"in{side} holds token {size - 1}, which makes a vocabulary of {size:,} rows (over "
                 f"{MAX_VOCAB:,}); number the tokens 0..n-1, as SageMaker's Object2Vec expects"
             )
+        beyond = (np.arange(arr.shape[1])[None, :] < lengths[:, None]) & (arr >= size)
+        if bool(beyond.any()):  # named by the pair's line here; the table below has distinct rows
+            k, col = (int(x) for x in np.argwhere(beyond)[0])
+            raise data.error(
+                k,
+                f"in{side} holds token {int(arr[k, col])}, outside the vocabulary 0..{size - 1} "
+                f"(enc{side}_vocab_size={size})",
+            )
         key = np.concatenate([lengths[:, None].astype(np.int64), arr], axis=1)
         uniq, inverse = np.unique(key, axis=0, return_inverse=True)
         max_len = p.enc0_max_seq_len if side == 0 else p.enc1_max_seq_len
@@ -161,7 +175,7 @@ def pairs_training_data(
         sizes.append(size)
     labels = data.labels.astype(np.float32)
     if p.output_layer == "softmax" and p.label_threshold is None:
-        check_classes(labels, p.num_classes, "training pairs")
+        check_classes(labels, p.num_classes, "training pairs", data)
         train = Interactions.from_arrays(
             ids[0], ids[1], labels, scale=RatingScale(0.0, p.num_classes - 1.0, 1.0)
         )
