@@ -315,6 +315,23 @@ def test_fit_from_json_lines_and_pair_inference(tmp_path: Path):
         Object2Vec(FAST_TOK).fit_pairs(huge)
 
 
+def test_tied_tables_of_json_lines_pairs_share_one_token_space(tmp_path: Path):
+    """SageMaker's tied_token_embedding_weight: in0 and in1 hold tokens of one vocabulary, so token t
+    is one embedding row on both sides (users and items, by contrast, keep apart)."""
+    path = tmp_path / "p.jsonl"
+    rng = np.random.default_rng(0)
+    write_pairs(path, rng.integers(0, 40, (200, 3)), rng.integers(0, 30, (200, 2)), rng.random(200))
+    m = Object2Vec(
+        FAST_TOK, epochs=1, tied_token_embedding_weight=True, shared_encoder=True, bias_terms=False
+    ).fit_pairs(path)
+    assert m.net is not None and m.net.enc0.embedding.weight.shape[0] == 40 + 2  # not 40 + 30 + 4
+    np.testing.assert_allclose(m.embed(0, [[5], [7, 9]]), m.embed(1, [[5], [7, 9]]), rtol=1e-6)
+    c = Object2Vec(m.get_params()).restore(m.users, m.items, m.scale, m.seen(), m.state_arrays(), m.history)
+    np.testing.assert_array_equal(c.embed(1, [[5]]), m.embed(1, [[5]]))
+    users = Object2Vec(FAST_TOK, epochs=1, tied_token_embedding_weight=True).fit(groups())
+    assert users.net is not None and users.net.offset1 == users.layout["vocab"][0]
+
+
 def test_json_lines_softmax_classes(tmp_path: Path):
     data = groups()
     labels = (data.values() > 3).astype(np.float32)

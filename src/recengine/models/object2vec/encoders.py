@@ -153,6 +153,9 @@ class NetSpec:
     history_users: int = 0  # users of the history table (the rows of its offsets, less one)
     history_items: int = 0  # items a history can hold (the rows of its embedding table)
     item_history: bool = False  # enc1 adds the pooled embeddings of the users who rated the item
+    # Tied tables over one token space (JSON Lines pairs): token t is one row on both sides. Without
+    # it (users and items) side 1's tokens are placed after side 0's.
+    shared_vocab: bool = False
 
 
 def build_encoder(network: str, embedding: nn.Embedding, enc_dim: int, layers: int, width: int) -> Encoder:
@@ -185,9 +188,10 @@ class Object2VecNet(PairNet):
         self.out_dim = spec.out_dim
         self.register_buffer("user_tokens", user_tokens.clone())
         self.register_buffer("item_tokens", item_tokens.clone())
-        self.offset1 = spec.vocab0 if spec.tied_embedding else 0
+        self.offset1 = spec.vocab0 if spec.tied_embedding and not spec.shared_vocab else 0
         if spec.tied_embedding:
-            emb0 = emb1 = self._embedding(spec.vocab0 + spec.vocab1, spec.token_dims[0], spec)
+            rows = max(spec.vocab0, spec.vocab1) if spec.shared_vocab else spec.vocab0 + spec.vocab1
+            emb0 = emb1 = self._embedding(rows, spec.token_dims[0], spec)
         else:
             emb0 = self._embedding(spec.vocab0, spec.token_dims[0], spec)
             emb1 = self._embedding(spec.vocab1, spec.token_dims[1], spec)

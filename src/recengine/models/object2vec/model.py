@@ -209,6 +209,7 @@ class Object2Vec(TorchRecommender):
                 "mode": "pairs",
                 "raw_vocab": list(raw),
                 "vocab": [raw[0] + tk.N_RESERVED, raw[1] + tk.N_RESERVED],
+                "shared_vocab": True,  # tied tables: a token is one row on both sides (files without it: two)
             }
         return {
             "mode": "interactions",
@@ -274,6 +275,7 @@ class Object2Vec(TorchRecommender):
             history_users=int(table.get("users", 0)),
             history_items=int(table.get("items", 0)),
             item_history=item_history,
+            shared_vocab=bool(self.layout.get("shared_vocab", False)),
         )
 
     @property

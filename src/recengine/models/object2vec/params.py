@@ -189,7 +189,11 @@ class Object2VecParams(TorchRatingParams):
     enc1_layers: int | Literal["auto"] = Field("auto", description="hcnn/bilstm depth (auto: 2 / 1)")
     enc0_cnn_filter_width: int = Field(3, ge=1, le=64, description="hcnn convolution width")
     enc1_cnn_filter_width: int = Field(3, ge=1, le=64, description="hcnn convolution width")
-    tied_token_embedding_weight: bool = Field(False, description="one token table for both sides")
+    tied_token_embedding_weight: bool = Field(
+        False,
+        description="one token table for both sides; JSON Lines pairs share one vocabulary (token t is "
+        "one row), users' and items' tokens keep apart in it",
+    )
     shared_encoder: bool = Field(False, description="enc1 is enc0 (same network and weights)")
 
     # ----- tokens ---------------------------------------------------------------------------------
