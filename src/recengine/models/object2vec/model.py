@@ -397,7 +397,9 @@ class Object2Vec(TorchRecommender):
     def embed(
         self, side: int, seqs: Sequence[Sequence[int]] | npt.NDArray[np.integer]
     ) -> npt.NDArray[np.float32]:
-        """One side only → its encoder's output, (n, enc_dim), as Object2Vec's inference does."""
+        """One side only → its encoder's output, (n, enc_dim), as Object2Vec's inference does; the
+        tokens are read as :meth:`predict_pairs` reads them (internal ids for a model fitted on
+        interactions)."""
         if side not in (0, 1):
             raise ValueError("side must be 0 (in0, users) or 1 (in1, items)")
         net = self._o2v().eval()
@@ -408,7 +410,12 @@ class Object2Vec(TorchRecommender):
 
     def predict_pairs(self, pairs: Pairs | str | Path) -> npt.NDArray[np.float64]:
         """Scores of pairs: (n,) predicted ratings for a regression head, (n, num_classes) class
-        probabilities ([p0, p1]) for a softmax head. Labels in the input are ignored."""
+        probabilities ([p0, p1]) for a softmax head. Labels in the input are ignored.
+
+        A model fitted from JSON Lines reads the raw tokens it was trained on. A model fitted on
+        interactions reads one *internal* id a side, as :func:`~recengine.data.pairs.interactions_to_pairs`
+        writes them (``model.users.to_internal(ids)``); for the data set's own ids use
+        ``predict`` or ``recengine predict``, which map them as the SageMaker endpoint does."""
         data = pairs if isinstance(pairs, Pairs) else read_pairs(pairs)
         net = self._o2v().eval()
         if len(data) == 0:  # nothing to score: the shape the answers would have
