@@ -30,6 +30,7 @@ pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependenc
 from playwright.sync_api import Page, expect
 
 TIMEOUT_MS = 20_000  # the machine running the tests may be busy; every wait is still bounded
+expect.set_options(timeout=TIMEOUT_MS)  # expect's own default is 5 s: a first t-SNE under load takes more
 # Star Wars, Toy Story, Godfather, Pulp Fiction, Titanic
 RATED = {50: 5.0, 1: 4.0, 127: 5.0, 56: 4.0, 313: 2.0}
 SEARCH = {50: "star wars", 1: "toy story", 127: "godfather", 56: "pulp", 313: "titanic"}
