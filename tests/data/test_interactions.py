@@ -33,6 +33,16 @@ def test_idmap_round_trip_strings() -> None:
     assert IdMap(np.array(["42"])).to_internal([42]).tolist() == [0]  # an int query finds "42"
 
 
+def test_numeric_map_reads_ascii_digits_only() -> None:
+    m = IdMap(np.array([10, 2**63 - 1]), "user")
+    assert m.to_internal(["10", " 10 ", "+10", str(2**63 - 1)]).tolist() == [0, 0, 0, 1]
+    for other in ("1_0", "１０", "10.0", "0x0a"):  # int() reads the first two as 10
+        with pytest.raises(UnknownIdError, match="ids of this map are integers"):
+            m.to_internal([other])
+    with pytest.raises(UnknownIdError, match="out of the integer id range"):
+        m.to_internal([str(2**63)])
+
+
 def test_idmap_missing_ignore_and_error() -> None:
     m = IdMap(np.array([1, 2, 3]), "user")
     assert m.to_internal([2, 99, 1], missing="ignore").tolist() == [1, -1, 0]

@@ -76,6 +76,8 @@ def test_filters_allow_block_and_exclude_seen(client: TestClient, model_dirs: di
         ("/v1/users/196/recommendations?k=abc", 422, "k"),
         ("/v1/users/196/recommendations?block=424242", 404, "424242"),
         ("/v1/users/196/recommendations?model=nope", 404, "nope"),
+        ("/v1/users/1_96/recommendations", 404, "1_96"),  # int() would read user 196
+        ("/v1/users/%EF%BC%91%EF%BC%99%EF%BC%96/recommendations", 404, "１９６"),  # full-width digits
         ("/v1/items/424242/similar", 404, "424242"),
         ("/v1/items/1/similar", 422, "embeddings"),
         ("/v1/items/424242", 404, "424242"),
@@ -194,7 +196,15 @@ def test_post_ratings_errors(client: TestClient) -> None:
         ).status_code
         == 422
     )
+    # JSON types only: a bool or a string is not a rating, a string not a yes/no
+    for rating in (True, "5", " 5 ", "5e0"):
+        assert client.post(url, json={"ratings": [{"item": 1, "rating": rating}]}).status_code == 422
+    assert client.post("/v1/users/196/recommendations", json={"exclude_seen": "no"}).status_code == 422
+    assert client.post("/v1/users/196/recommendations", json={"k": "3"}).status_code == 422
+    # an id spelled with an underscore is no other id
+    assert client.post(url, json={"ratings": [{"item": "1_7_2", "rating": 2}]}).status_code == 404
     assert _ok(client.get(url))["ratings"] == []  # nothing stored by the refused requests
+    assert _ok(client.get("/v1/users/1_96/ratings"))["ratings"] == []  # a new user, not 196
 
 
 def test_similar_items(make_client, model_dirs: dict[str, Path]) -> None:
@@ -365,3 +375,29 @@ def test_a_binary_model_fitted_on_stars_takes_stars(stars_binary_dir: Path, tmp_
     p_liked = model._score_folded(liked)[model.items.to_internal([174])[0]]  # Raiders of the Lost Ark
     p_disliked = model._score_folded(disliked)[model.items.to_internal([174])[0]]
     assert p_liked > p_disliked  # the stars are read as stars: loving the Star Wars films says more
+
+
+def test_ids_over_2_to_the_62_are_served(tmp_path: Path) -> None:
+    """Hashed ids fill the whole 64-bit range: a model trained on them answers for them on every
+    route, as it does on the command line."""
+    import numpy as np
+
+    from recengine.data.interactions import Interactions
+    from recengine.models.registry import create
+
+    rng = np.random.default_rng(0)
+    base = 9_000_000_000_000_000_000  # above 2**62, below 2**63
+    users, items = rng.integers(0, 30, 600), rng.integers(0, 40, 600)
+    inter = Interactions.from_arrays(users, base + items, rng.integers(1, 6, 600))
+    model_dir = artifacts.save(create("mf", {"factors": 4, "epochs": 2}).fit(inter), tmp_path / "mf")
+    with TestClient(create_app([("mf", model_dir)], store_url=tmp_path / "f.sqlite3")) as c:
+        user, item = int(users[0]), base + int(items[0])
+        recs = _ok(c.get(f"/v1/users/{user}/recommendations?k=3"))["items"]
+        assert len(recs) == 3 and all(r["item"] >= base for r in recs)
+        assert _ok(c.get(f"/v1/items/{item}/similar?k=2"))["items"][0]["item"] >= base
+        pred = _ok(c.post("/v1/predictions", json={"pairs": [{"user": user, "item": item}]}))
+        assert pred["predictions"][0]["item"] == item
+        inv = c.post("/invocations", json={"instances": [{"in0": [user], "in1": [item]}]})
+        assert inv.status_code == 200 and len(inv.json()["predictions"]) == 1, inv.text
+        too_big = c.post("/v1/predictions", json={"pairs": [{"user": user, "item": 2**63}]})
+        assert too_big.status_code == 422

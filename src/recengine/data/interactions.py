@@ -6,6 +6,7 @@ in the user's files) appear only at the edges and always go through an :class:`I
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,18 @@ from recengine.errors import DataError, UnknownIdError
 
 IntArray = npt.NDArray[np.int32]
 Missing = Literal["error", "ignore"]
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_DIGITS = re.compile(r"[+-]?[0-9]+")
+
+
+def parse_int_id(text: str) -> int | None:
+    """``text`` as a 64-bit integer id, or None. ASCII digits only: Python's ``int`` also reads
+    ``"1_0"`` and full-width ``"１０"`` as 10, which would make one id another."""
+    t = text.strip()
+    if not _DIGITS.fullmatch(t):
+        return None
+    n = int(t)
+    return n if INT64_MIN <= n <= INT64_MAX else None
 
 
 class IdMap:
@@ -78,12 +91,12 @@ class IdMap:
                 return q.astype(np.int64)
             out = np.empty(len(q), dtype=np.int64)
             for i, v in enumerate(q.astype(str).tolist()):  # str, not numpy's str_ (its repr shows)
-                try:
-                    out[i] = int(v)
-                except ValueError:
-                    raise UnknownIdError(f"unknown {self.name} {v!r}: ids of this map are integers") from None
-                except OverflowError:  # beyond int64: no id of this map
-                    raise UnknownIdError(f"unknown {self.name} {v!r}: out of the integer id range") from None
+                n = parse_int_id(v)
+                if n is None:
+                    plain = _DIGITS.fullmatch(v.strip()) is not None  # digits, beyond int64
+                    why = "out of the integer id range" if plain else "ids of this map are integers"
+                    raise UnknownIdError(f"unknown {self.name} {v!r}: {why}")
+                out[i] = n
             return out
         return q.astype(str)
 

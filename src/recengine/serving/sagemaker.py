@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from recengine.data.interactions import INT64_MAX, INT64_MIN
 from recengine.errors import CapabilityError, DataError, RecengineError, UnknownIdError
 from recengine.serving.models import ServedModel
 from recengine.serving.service import ids_for
@@ -60,7 +61,7 @@ def _one_id(value: Any, where: str) -> str | int:
     """The single id of one Object2Vec side: ``[42]``, ``["42"]`` or, leniently, ``42``."""
     if type(value) is list and len(value) == 1:  # the usual case, checked first (1,000s per request)
         v = value[0]
-        if (type(v) is str and v) or (type(v) is int and -(2**62) <= v <= 2**62):
+        if (type(v) is str and v) or (type(v) is int and INT64_MIN <= v <= INT64_MAX):
             return v
     if isinstance(value, list):
         if len(value) != 1:
@@ -68,7 +69,7 @@ def _one_id(value: Any, where: str) -> str | int:
         value = value[0]
     if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
         raise InvocationError(f"{where}: an id is an integer or a non-empty string, got {value!r}")
-    if isinstance(value, int) and abs(value) > 2**62:
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
         raise InvocationError(f"{where}: id {value} is out of range")
     return value
 

@@ -7,9 +7,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
+from recengine.data.interactions import INT64_MAX, INT64_MIN
+
 #: External ids as clients send them: the data set's integers or text (``"42"`` finds 42 in a
 #: numeric id map). Bounded so that no id can overflow a 64-bit id map.
-IntId = Annotated[StrictInt, Field(ge=-(2**62), le=2**62)]
+IntId = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
 TextId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 ExternalId = IntId | TextId
 
@@ -19,7 +21,10 @@ Kind = Literal["regression", "binary", "ranking"]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, and values taken as JSON types only (strict), so that
+    ``"rating": true`` or ``"5"`` or ``"exclude_seen": "no"`` is a 422, not 1 star, 5 or false."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ModelRef(BaseModel):

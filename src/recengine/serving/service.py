@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from recengine.data.interactions import IdMap
+from recengine.data.interactions import IdMap, parse_int_id
 from recengine.errors import CapabilityError, DataError, UnknownIdError
 from recengine.models.explain import METHOD, explain_item
 from recengine.serving.models import ServedModel
@@ -38,16 +38,9 @@ class History:
     feedback: int  # how many of the items come from stored feedback
 
 
-MAX_ID = 2**62  # integer ids beyond this fit no id map (and no response schema)
-
-
 def _as_int(text: str) -> int | None:
-    """``text`` as an id-map integer, or None when it is not one."""
-    try:
-        n = int(text)
-    except ValueError:
-        return None
-    return n if abs(n) <= MAX_ID else None
+    """``text`` as an id-map integer (ASCII digits, 64 bits), or None when it is not one."""
+    return parse_int_id(text)
 
 
 def ids_for(idmap: IdMap, values: Sequence[str | int]) -> np.ndarray:
@@ -56,7 +49,7 @@ def ids_for(idmap: IdMap, values: Sequence[str | int]) -> np.ndarray:
     texts = [str(v) for v in values]
     if idmap.is_numeric:
         for t in texts:
-            if len(t) < 19:  # at most 18 digits: within MAX_ID whatever they are
+            if len(t) < 19:  # at most 18 digits: within 64 bits whatever they are
                 continue
             if _as_int(t) is None and t.strip().lstrip("+-").isdigit():
                 raise UnknownIdError(f"unknown {idmap.name}: {t!r}")
