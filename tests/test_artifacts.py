@@ -257,6 +257,22 @@ def test_manifest_cannot_point_outside(saved):
     refused(saved, "not a file of this directory")
 
 
+@pytest.mark.parametrize("bytes_", [None, "abc", 1e400, True, -1])
+def test_a_corrupt_manifest_entry_is_named(saved, bytes_):
+    manifest = json.loads((saved / "manifest.json").read_text())
+    manifest["files"]["config.json"]["bytes"] = bytes_
+    (saved / "manifest.json").write_text(json.dumps(manifest))
+    refused(saved, "corrupt manifest entry for 'config.json'")
+    assert artifacts.info(saved)["files"]["config.json"] == (-1 if bytes_ == -1 else None)  # no traceback
+
+
+def test_a_manifest_name_too_long_for_the_file_system(saved):
+    manifest = json.loads((saved / "manifest.json").read_text())
+    manifest["files"]["x" * 300] = {"sha256": "0" * 64, "bytes": 1}
+    (saved / "manifest.json").write_text(json.dumps(manifest))
+    refused(saved, "which cannot be a file here")
+
+
 def test_unknown_model_name_is_refused(saved):
     config = json.loads((saved / "config.json").read_text())
     config["model"] = "from-the-future"

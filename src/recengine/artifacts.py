@@ -302,11 +302,23 @@ def _check_file(root: Path, name: str, entry: Any) -> None:
             f"manifest names {name!r}, which is not a file of this directory", root / MANIFEST
         )
     f = root / name
-    if not isinstance(entry, dict) or "sha256" not in entry or "bytes" not in entry:
-        raise ArtifactError(f"corrupt manifest entry for {name}", root / MANIFEST)
-    if not f.is_file():
+    if (
+        not isinstance(entry, dict)
+        or not isinstance(entry.get("sha256"), str)
+        or isinstance(entry.get("bytes"), bool)
+        or not isinstance(entry.get("bytes"), int)
+        or entry["bytes"] < 0
+    ):
+        raise ArtifactError(f"corrupt manifest entry for {name[:80]!r}", root / MANIFEST)
+    try:
+        present = f.is_file()
+    except OSError as e:  # a name too long for the file system, say
+        raise ArtifactError(
+            f"manifest names {name[:80]!r}, which cannot be a file here ({e.strerror})", root / MANIFEST
+        ) from None
+    if not present:
         raise ArtifactError(f"missing: {name} is listed in the manifest but not in the directory", f)
-    size, expected = f.stat().st_size, int(entry["bytes"])
+    size, expected = f.stat().st_size, entry["bytes"]
     if size < expected:
         raise ArtifactError(f"truncated: {size} of {expected} bytes", f)
     if size > expected:
@@ -424,8 +436,11 @@ def info(path: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"path": str(path), **{k: v for k, v in config.items() if k != "format"}}
     if (path / MANIFEST).is_file():
         files = _read_json(path / MANIFEST).get("files") or {}
-        out["files"] = {k: v.get("bytes") for k, v in files.items() if isinstance(v, dict)}
-        out["bytes"] = sum(int(v or 0) for v in out["files"].values())
+        sizes = {k: v.get("bytes") for k, v in files.items() if isinstance(v, dict)}
+        out["files"] = {
+            k: b if isinstance(b, int) and not isinstance(b, bool) else None for k, b in sizes.items()
+        }
+        out["bytes"] = sum(b or 0 for b in out["files"].values())  # checked by load, shown as found here
     if (path / METRICS).is_file():
         m = _read_json(path / METRICS)
         training = m.get("training") or {}
