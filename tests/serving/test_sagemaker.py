@@ -245,3 +245,59 @@ def test_a_model_trained_on_pairs_takes_their_token_sequences(tmp_path: Path) ->
         ]:
             bad = client.post("/invocations", json={"instances": [body]})
             assert bad.status_code == status and fragment in bad.json()["detail"], bad.text
+
+
+def test_one_answer_shape_per_head_whatever_the_training_data(tmp_path: Path) -> None:
+    """A softmax head answers one probability per class, trained on ratings or on pairs; a squared-
+    error head on 0/1 labels answers [P(0), P(1)] like every binary model, so the serverless handler
+    reads P(1) from either."""
+    from recengine.data.interactions import Interactions
+    from recengine.data.pairs import Pairs, write_pairs
+    from recengine.models.object2vec import Object2Vec
+    from recengine.serving import lambda_handler as lh
+    from recengine.serving.app import create_app
+
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 30, 600), rng.integers(0, 40, 600)
+    small = {"epochs": 2, "members": 1, "enc_dim": 8, "mlp_dim": 8, "token_embedding_dim": 8, "threads": 1}
+    three = Object2Vec(**small, output_layer="softmax", num_classes=3)
+    three.fit(Interactions.from_arrays(users, items, (users + items) % 3, scale="infer"))
+    likes = ((users + items) % 2).astype(float)
+    path = write_pairs(tmp_path / "likes.jsonl", users, items, likes)
+    mse = Object2Vec(**small).fit_pairs(path)
+    dirs = [
+        ("three", artifacts.save(three, tmp_path / "three")),
+        ("mse", artifacts.save(mse, tmp_path / "mse")),
+    ]
+    with TestClient(create_app(dirs, store_url=tmp_path / "fb.sqlite3")) as client:
+        body = {
+            "instances": [
+                {"in0": [int(u)], "in1": [int(i)]} for u, i in zip(users[:4], items[:4], strict=True)
+            ]
+        }
+        rows = [
+            p["scores"] for p in client.post("/endpoints/three/invocations", json=body).json()["predictions"]
+        ]
+        assert all(len(r) == 3 for r in rows)
+        np.testing.assert_allclose(np.sum(rows, axis=1), 1.0, rtol=1e-5)
+        ones = np.ones(4, dtype=np.int32)
+        want = three.predict_pairs(
+            Pairs(
+                three.users.to_internal(users[:4])[:, None].astype(np.int64),
+                ones,
+                three.items.to_internal(items[:4])[:, None].astype(np.int64),
+                ones,
+            )
+        )
+        np.testing.assert_allclose(rows, want, rtol=1e-5)
+        got = [
+            p["scores"] for p in client.post("/endpoints/mse/invocations", json=body).json()["predictions"]
+        ]
+        p1 = mse.predict_pairs(path)[:4]
+        np.testing.assert_allclose(got, np.stack([1 - p1, p1], axis=1), rtol=1e-5)
+    app = lh.from_env({lh.ENV_RATING: str(dirs[1][1])})
+    event = {"data": json.dumps(body), "type": "recommendation"}
+    assert app(event) == [
+        "We recommend the user this movie." if p > 0.5 else "We DO NOT recommend the user this movie."
+        for p in p1
+    ]

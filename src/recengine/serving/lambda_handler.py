@@ -175,8 +175,18 @@ def _rating_answer(prediction: dict[str, Any]) -> str:
 
 
 def _recommend_answer(prediction: dict[str, Any], binary: bool) -> str:
+    """Yes when P(like) is over 0.5 (a binary model's [P(0), P(1)], or its one probability) or a
+    rating model's prediction is over :data:`RATING_THRESHOLD`."""
     scores = _scores(prediction)
-    yes = scores[1] > 0.5 if binary and len(scores) == 2 else scores[0] > RATING_THRESHOLD
+    if len(scores) > 2 or (len(scores) == 2 and not binary):
+        raise EventError(
+            f"the recommendation model answers {len(scores)} class probabilities; configure a binary "
+            "(two classes) or rating model"
+        )
+    if binary:
+        yes = scores[-1] > 0.5
+    else:
+        yes = scores[0] > RATING_THRESHOLD
     return "We recommend the user this movie." if yes else "We DO NOT recommend the user this movie."
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -102,6 +102,17 @@ def _tokens(value: Any, where: str, vocab: int) -> list[int]:
     return out
 
 
+def _softmax(model: Any) -> bool:
+    """An Object2Vec with a softmax head: its pairs are answered with one probability per class."""
+    params = getattr(model, "params", None)
+    return getattr(params, "output_layer", None) == "softmax" and hasattr(model, "predict_pairs")
+
+
+def _scores(p: float, kind: str) -> list[float]:
+    """One prediction as SageMaker's ``scores``: [P(0), P(1)] from a binary model, else [value]."""
+    return [1.0 - p, p] if kind == "binary" else [p]
+
+
 class Object2VecHandler(Handler):
     """Ids of the model's users and items, one per side; for a model trained on JSON Lines pairs, the
     token sequences of its training file (what SageMaker's Object2Vec takes)."""
@@ -136,9 +147,19 @@ class Object2VecHandler(Handler):
             kind = sm.kind
             if kind == "ranking":
                 raise CapabilityError(f"model {sm.name!r} ranks items but does not score pairs")
-            pred = model.predict(ids_for(model.users, users), ids_for(model.items, items)).tolist()
-            for n, p in zip(pairs, pred, strict=True):
-                out[n] = {"scores": [1.0 - p, p] if kind == "binary" else [p]}
+            uid, iid = ids_for(model.users, users), ids_for(model.items, items)
+            if _softmax(model):  # the class probabilities, as for a model trained on pairs
+                from recengine.data.pairs import Pairs
+
+                u = model.users.to_internal(uid).astype(np.int64)[:, None]
+                i = model.items.to_internal(iid).astype(np.int64)[:, None]
+                ones = np.ones(len(u), dtype=np.int32)
+                rows = np.asarray(cast(Any, model).predict_pairs(Pairs(u, ones, i, ones))).tolist()
+                for n, row in zip(pairs, rows, strict=True):
+                    out[n] = {"scores": row}
+            else:
+                for n, p in zip(pairs, model.predict(uid, iid).tolist(), strict=True):
+                    out[n] = {"scores": _scores(p, kind)}
         for rows, idmap, embed in (
             (u_only, model.users, model.user_embeddings),
             (i_only, model.items, model.item_embeddings),
@@ -176,7 +197,7 @@ class Object2VecHandler(Handler):
                 model.predict_pairs(Pairs(in0, len0.astype(np.int32), in1, len1.astype(np.int32)))
             )
             for (n, _, _), row in zip(pairs, scores.tolist(), strict=True):
-                out[n] = {"scores": row if isinstance(row, list) else [row]}
+                out[n] = {"scores": row if isinstance(row, list) else _scores(row, sm.kind)}
         for side, rows in enumerate(only):
             if rows:
                 vectors = np.asarray(model.embed(side, [t for _, t in rows]), dtype=np.float64).tolist()
