@@ -320,7 +320,7 @@ def _check_file(root: Path, name: str, entry: Any) -> None:
         raise ArtifactError(f"missing: {name} is listed in the manifest but not in the directory", f)
     size, expected = f.stat().st_size, entry["bytes"]
     if size < expected:
-        raise ArtifactError(f"truncated: {size} of {expected} bytes", f)
+        raise ArtifactError(f"truncated or edited: {size} of the {expected} bytes the manifest says", f)
     if size > expected:
         raise ArtifactError(f"corrupt: {size} bytes where the manifest says {expected}", f)
     digest = _sha256(f)
