@@ -401,3 +401,24 @@ def test_ids_over_2_to_the_62_are_served(tmp_path: Path) -> None:
         assert inv.status_code == 200 and len(inv.json()["predictions"]) == 1, inv.text
         too_big = c.post("/v1/predictions", json={"pairs": [{"user": user, "item": 2**63}]})
         assert too_big.status_code == 422
+
+
+def test_star_and_label_models_of_one_data_set_keep_their_feedback_apart(client: TestClient) -> None:
+    """bias takes stars and binary 0/1 labels, both of ml-100k: a user's stars must not reach the
+    label model (5 is no label) nor its likes the star model (1 would be one star)."""
+    stars, likes = "/v1/users/both/ratings", "/v1/users/both/ratings?model=binary"
+    _ok(client.post(stars, json={"ratings": [{"item": 50, "rating": 5}]}), 201)
+    assert _ok(client.get(likes))["ratings"] == []
+    _ok(client.post(likes, json={"ratings": [{"item": 1, "rating": 1}]}), 201)
+    assert [(r["item"], r["rating"]) for r in _ok(client.get(stars))["ratings"]] == [(50, 5.0)]
+    assert [(r["item"], r["rating"]) for r in _ok(client.get(likes))["ratings"]] == [(1, 1.0)]
+    _ok(client.get("/v1/users/both/recommendations?model=binary"))  # folds in its own likes only
+
+
+def test_feedback_namespaces() -> None:
+    from recengine.data.interactions import RatingScale
+    from recengine.serving.store import feedback_namespace
+
+    assert feedback_namespace("ml-100k", RatingScale(1.0, 5.0, 1.0)) == "ml-100k"
+    assert feedback_namespace("ml-100k", None) == "ml-100k"
+    assert feedback_namespace("ml-100k", RatingScale(0.0, 1.0, 1.0)) == "ml-100k:labels"

@@ -276,6 +276,8 @@ def test_the_page_shows_the_model_its_address_names(
             expect(page.locator("#model")).to_contain_text("Model bias")
             page.locator("#search-input").fill("star wars")
         expect(page.locator("#model-pick")).to_have_value("bias")
+        page.locator("#explore-link").click()
+        expect(page.locator("#explore-status")).to_contain_text("cannot be explored")
         page.goto(url + "/?model=nope")
         expect(page.locator("#error")).to_contain_text("No model named nope is served here")
         expect(page.locator("#model")).to_contain_text("Model mf-ml100k")
@@ -447,4 +449,38 @@ def test_a_map_of_movies_without_genres_is_coloured_by_cluster(
         expect(page.locator('input[name="explore-colour"][value="cluster"]')).to_be_checked()
         expect(page.locator("#explore-map")).to_have_attribute("data-colour", "cluster")
         expect(page.locator("#explore-status")).to_contain_text("coloured by 12 clusters")
+    assert not errors, errors
+
+
+def test_a_reload_to_another_kind_of_model_is_shown_as_that_kind(
+    mf_dir: Path, ml100k: Dataset, context: Any, tmp_path: Path
+) -> None:
+    """An admin reload may put a binary model where a rating model was: once an answer names the new
+    version, the page reads the model's info again, so the header names the new algorithm and the
+    recommendations show probabilities, not stars."""
+    from recengine.data.interactions import RatingScale
+
+    inter = ml100k.interactions
+    likes = inter.with_ratings((inter.values() > 3).astype("float32"), RatingScale(0.0, 1.0, 1.0))
+    binary = create("neumf", {"epochs": 1}).fit(likes)  # embeddings: the map redraws
+    binary_dir = artifacts.save(binary, tmp_path / "neumf-likes", dataset=ml100k)
+    app = create_app([("main", mf_dir)], store_url=tmp_path / "f.sqlite3")
+    page = context.new_page()
+    errors = _watch(page)
+    with thread_server(app) as url:
+        page.goto(url + "/")
+        expect(page.locator("#model")).to_contain_text("mf")
+        n = _renders(page)
+        _search(page, 50).locator('.star[data-value="5"]').click()
+        _wait_renders_after(page, n)
+        expect(page.locator("#recs > li").first).to_contain_text("★")
+        r = httpx.post(f"{url}/v1/admin/reload", json={"model": "main", "path": str(binary_dir)}, timeout=60)
+        assert r.status_code == 200, r.text
+        n = _renders(page)
+        _search(page, 1).locator('.star[data-value="1"]').click()  # a like: the new model's scale is 0-1
+        _wait_renders_after(page, n)
+        expect(page.locator("#model")).to_contain_text("just reloaded")
+        expect(page.locator("#model")).to_contain_text("neumf")
+        expect(page.locator("#recs > li").first).to_contain_text("score ")
+        expect(page.locator("#recs > li").first).not_to_contain_text("predicted")
     assert not errors, errors

@@ -152,9 +152,10 @@ def train(
         data_name = ds.name
         inter = ds.interactions
         if include_feedback is not None:
-            from recengine.serving.store import feedback_interactions, merge_feedback
+            from recengine.serving.store import feedback_interactions, feedback_namespace, merge_feedback
 
-            fb = feedback_interactions(include_feedback, namespace=ds.name)  # the server's namespace
+            space = feedback_namespace(ds.name, inter.scale)  # the server's, for models of this data
+            fb = feedback_interactions(include_feedback, namespace=space)
             inter = merge_feedback(inter, fb)  # feedback wins over training ratings; new ids appended
             n_feedback = len(fb)
         if show:

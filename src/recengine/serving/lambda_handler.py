@@ -183,10 +183,7 @@ def _recommend_answer(prediction: dict[str, Any], binary: bool) -> str:
             f"the recommendation model answers {len(scores)} class probabilities; configure a binary "
             "(two classes) or rating model"
         )
-    if binary:
-        yes = scores[-1] > 0.5
-    else:
-        yes = scores[0] > RATING_THRESHOLD
+    yes = scores[-1] > 0.5 if binary else scores[0] > RATING_THRESHOLD
     return "We recommend the user this movie." if yes else "We DO NOT recommend the user this movie."
 
 

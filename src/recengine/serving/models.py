@@ -70,8 +70,11 @@ class ServedModel:
     @property
     def namespace(self) -> str:
         """The feedback store's namespace: ids belong to the data set, so models on one data set
-        share a user's ratings; a model saved without a data set keeps its own."""
-        return self.dataset or f"model:{self.name}"
+        share a user's ratings (those taking 0/1 labels apart from those taking stars); a model saved
+        without a data set keeps its own."""
+        from recengine.serving.store import feedback_namespace
+
+        return feedback_namespace(self.dataset or f"model:{self.name}", self.model.input_scale)
 
     @property
     def ref(self) -> ModelRef:

@@ -3,7 +3,8 @@ fold-in recommendations at once and can be trained on later (``feedback_interact
 
 The store is an append-only log of (namespace, user, item, rating, time) events; the latest event
 per (user, item) wins when it is read. ``namespace`` is the data set the ids belong to, so two models
-on different data sets never mix their users. SQLite (WAL mode, ``synchronous=FULL``, one connection
+on different data sets never mix their users (models taking 0/1 labels keep theirs apart:
+:func:`feedback_namespace`). SQLite (WAL mode, ``synchronous=FULL``, one connection
 behind a lock, retries while another process holds the write lock) is the embedded default; a
 ``postgresql://`` URL uses PostgreSQL through psycopg. A rating is acknowledged only after its
 transaction has committed, which is what makes "no acknowledged rating is lost" hold under SIGKILL.
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from recengine.data.interactions import IdMap, Interactions
+from recengine.data.interactions import IdMap, Interactions, RatingScale
 from recengine.errors import ConfigError, RecengineError
 
 T = TypeVar("T")
@@ -339,6 +340,13 @@ def open_store(url: str | Path | None = None) -> FeedbackStore:
 
 
 # ----- training on feedback --------------------------------------------------------------------------
+
+
+def feedback_namespace(dataset: str, scale: RatingScale | None) -> str:
+    """Where feedback for models of ``dataset`` taking ratings on ``scale`` is kept: the data set's
+    name, and apart from it (``NAME:labels``) for models that take 0/1 labels, whose likes must not
+    meet another model's stars (nor its stars them)."""
+    return f"{dataset}:labels" if scale is not None and scale.is_binary else dataset
 
 
 def feedback_interactions(store: FeedbackStore | str | Path, namespace: str | None = None) -> FeedbackRows:

@@ -61,7 +61,7 @@ function forModel(path) {
   return `${path}${path.includes("?") ? "&" : "?"}model=${enc(state.pick)}`;
 }
 
-async function api(path, { method = "GET", body, signal } = {}) {
+async function api(path, { method = "GET", body, signal, note = true } = {}) {
   path = forModel(path);
   const headers = { Accept: "application/json" };
   if (state.key) headers["X-API-Key"] = state.key;
@@ -83,7 +83,7 @@ async function api(path, { method = "GET", body, signal } = {}) {
     throw new ApiError(res.status, (data && data.error) || "http_error", detail);
   }
   if ($("error").dataset.kind === "unreachable") hideError(); // the server is back
-  if (data && data.model && data.model.version) noteModel(data.model);
+  if (note && data && data.model && data.model.version) await noteModel(data.model);
   return data;
 }
 
@@ -121,13 +121,37 @@ function askForKey() {
 }
 
 // ----- the model --------------------------------------------------------------------------------
-function noteModel(ref) {
+// A reload may swap in another kind of model (a probability for a rating, other stars): an answer
+// naming a new version reads the model's info again before the caller renders with it.
+let modelRefresh = null;
+
+async function noteModel(ref) {
   const m = state.model;
   if (!m || m.model.name !== ref.name) return;
   if (m.model.version !== ref.version) {
-    m.model = ref;
-    showModel(true);
-    if (ex.started) loadExplore(); // the map and clusters of the new version
+    m.model = ref; // at once: answers meanwhile wait for this refresh instead of starting another
+    modelRefresh = refreshModelInfo(ref.name).finally(() => { modelRefresh = null; });
+  }
+  if (modelRefresh) await modelRefresh;
+}
+
+async function refreshModelInfo(name) {
+  try {
+    state.model = await api(`/v1/models/${enc(name)}`, { note: false }); // not noted: it awaits this
+    const before = state.values.join();
+    applyScale();
+    if (state.values.join() !== before) loadRatings().catch(() => {}); // stars of the new scale
+  } catch { /* the header keeps what it knew; the next answer naming a version reads it again */ }
+  showModel(true);
+  if (ex.started) loadExplore(); // the map and clusters of the new version
+}
+
+function applyScale() {
+  const scale = state.model.rating_scale;
+  if (scale) {
+    const lo = Math.max(1, Math.ceil(scale.low));
+    const hi = Math.max(lo, Math.min(lo + 9, Math.floor(scale.high)));
+    state.values = Array.from({ length: hi - lo + 1 }, (_, n) => lo + n);
   }
 }
 
@@ -153,12 +177,7 @@ async function loadModel() {
   pick.replaceChildren(...list.models.map((m) => el("option", { value: m.model.name }, m.model.name)));
   pick.value = state.model.model.name;
   $("model-pick-wrap").hidden = list.models.length < 2;
-  const scale = state.model.rating_scale;
-  if (scale) {
-    const lo = Math.max(1, Math.ceil(scale.low));
-    const hi = Math.max(lo, Math.min(lo + 9, Math.floor(scale.high)));
-    state.values = Array.from({ length: hi - lo + 1 }, (_, n) => lo + n);
-  }
+  applyScale();
   showModel();
 }
 
