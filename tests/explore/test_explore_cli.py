@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from recengine.cli import app
 from recengine.errors import CapabilityError, UnknownIdError
 from recengine.explore import load, web
-from recengine.explore.neighbours import item_neighbours, resolve_items, user_neighbours
+from recengine.explore.neighbours import item_neighbours, resolve_items, resolve_users, user_neighbours
 from recengine.explore.run import OWN_FILES
 
 runner = CliRunner()
@@ -123,7 +123,7 @@ def test_cli_error_line(bias_dir, tmp_path, monkeypatch, capsys):
 def test_title_lookup_and_neighbour_tables(mf_dir):
     data = load(mf_dir)
     sw = int(np.flatnonzero(data.item_ids == 50)[0])
-    assert resolve_items(data, ["50", "STAR WARS", "star wars (1977)", "Star W"]) == [sw] * 4
+    assert resolve_items(data, ["50", "0050", "STAR WARS", "star wars (1977)", "Star W"]) == [sw] * 5
     with pytest.raises(UnknownIdError):
         resolve_items(data, ["no such film anywhere"])
     # An unknown id is not read as a part of a title ("0" is in "2001: A Space Odyssey").
@@ -134,6 +134,7 @@ def test_title_lookup_and_neighbour_tables(mf_dir):
     assert all(n["ratings"] >= 50 and n["item"] != 50 for n in table[0]["neighbours"])
     sims = [n["similarity"] for n in table[0]["neighbours"]]
     assert sims == sorted(sims, reverse=True) and len(sims) == 5
+    assert resolve_users(data, ["0001"]) == resolve_users(data, ["1"])  # as the id maps read ids
     users = user_neighbours(data, ["1"], k=3)
     assert users[0]["query"]["user"] == 1 and len(users[0]["neighbours"]) == 3
     assert all(n["shared_items"] <= n["ratings"] for n in users[0]["neighbours"])

@@ -6,12 +6,13 @@ blocks so that a 50,000-item catalog never needs an n × n matrix in memory.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from recengine.data.interactions import parse_int_id
 from recengine.errors import CapabilityError, ConfigError, UnknownIdError
 
 from .embeddings import ExploreData, _plain, unit_rows
@@ -73,22 +74,23 @@ def resolve_items(data: ExploreData, queries: Sequence[str]) -> list[int]:
     digits alone that is no item's id matches whole titles only ("1941"), never a part of one: an
     unknown id must not answer for a movie whose title holds that digit.
     """
-    ids = [str(_plain(i)) for i in data.item_ids]
-    by_id = {s: p for p, s in enumerate(ids)}
+    find = _id_finder(data.item_ids)
     lowered = [t.casefold() for t in data.titles]
     labels = [data.label(i).casefold() for i in range(data.n_items)]
     out: list[int] = []
     for raw in queries:
         q = str(raw).strip()
-        if q in by_id:
-            out.append(by_id[q])
+        found = find(q)
+        if found is not None:
+            out.append(found)
             continue
         f = q.casefold()
+        number = parse_int_id(q) is not None
         hits = [i for i in range(data.n_items) if lowered[i] == f or labels[i] == f]
-        if not hits and not q.isdigit():
+        if not hits and not number:
             hits = [i for i in range(data.n_items) if f in labels[i]]
         if not hits:
-            what = "no item has the id" if q.isdigit() else "no item has the id or a title matching"
+            what = "no item has the id" if number else "no item has the id or a title matching"
             raise UnknownIdError(f"{what} {q!r}")
         out.append(max(hits, key=lambda i: (int(data.counts[i]), -i)))
     return out
@@ -133,13 +135,24 @@ def resolve_users(data: ExploreData, users: Sequence[str]) -> list[int]:
     """Internal user indices for external user ids given as text."""
     if data.user_ids is None:
         raise CapabilityError(f"{data.model_name} has no user embeddings")
-    by_id = {str(_plain(u)): p for p, u in enumerate(data.user_ids)}
+    find = _id_finder(data.user_ids)
     out = []
     for u in users:
-        if str(u).strip() not in by_id:
+        found = find(str(u).strip())
+        if found is None:
             raise UnknownIdError(f"unknown user {u!r}")
-        out.append(by_id[str(u).strip()])
+        out.append(found)
     return out
+
+
+def _id_finder(ids: np.ndarray) -> Callable[[str], int | None]:
+    """Position of an id typed as text: integer ids read as the id maps read them ("0050" is 50),
+    text ids as they are."""
+    if ids.dtype.kind in "iu":
+        by_int = {int(x): p for p, x in enumerate(ids.tolist())}
+        return lambda q: by_int.get(n) if (n := parse_int_id(q)) is not None else None
+    by_text = {str(_plain(x)): p for p, x in enumerate(ids)}
+    return by_text.get
 
 
 def user_neighbours(
