@@ -104,7 +104,21 @@ def test_predict_round_trip_and_unknown_ids(model_dir, tmp_path, run):
 
 
 def test_similar_needs_embeddings(model_dir, run):
-    failed(run("similar", str(model_dir), "--item", "1", "-k", "3", "--json"), "item embeddings")
+    failed(
+        run("similar", str(model_dir), "--item", "1", "-k", "3", "--json"), "item embeddings", "object2vec"
+    )
+
+
+def test_help_names_every_model(run, monkeypatch):
+    """The model lists in --help are written out; they must keep up with the registry."""
+    from recengine.models.registry import MODELS
+
+    monkeypatch.setenv("COLUMNS", "400")  # one line per option: rich's box would split the phrases
+
+    for command in ("train", "evaluate"):
+        text = " ".join(run(command, "--help").stdout.split())  # rich wraps the help text
+        assert all(name in text for name in MODELS), (command, text)
+    assert "JSON Lines pairs" in " ".join(run("train", "--help").stdout.split())
 
 
 def test_train_refuses_before_fitting(ml100k_dir, tmp_path, run):

@@ -246,10 +246,29 @@ def test_sagemaker_names_are_accepted():
     assert again.enc0_token_embedding_dim == again.enc1_token_embedding_dim == 8
 
 
-@pytest.mark.parametrize("name", ["_kvstore", "enc0_pretrained_embedding_file", "bucket_width", "frobnicate"])
-def test_unsupported_names_are_rejected_by_name(name):
-    with pytest.raises(ConfigError, match=f"unknown parameter '{name}'"):
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("_kvstore", "'_kvstore' is not supported: a setting of SageMaker's training cluster"),
+        ("enc0_pretrained_embedding_file", "is not supported: pretrained token embeddings are not loaded"),
+        ("bucket_width", "'bucket_width' is not supported: sequences are padded"),
+        ("frobnicate", "unknown parameter 'frobnicate'$"),
+        ("enc_dmi", r"unknown parameter 'enc_dmi' \(did you mean 'enc_dim'\?\)"),
+        ("learning_rat", r"unknown parameter 'learning_rat' \(did you mean 'learning_rate'\?\)"),
+    ],
+)
+def test_unsupported_names_are_rejected_by_name(name, says):
+    with pytest.raises(ConfigError, match=says):
         Object2Vec({name: "auto"})
+
+
+def test_errors_name_the_settings_as_given():
+    with pytest.raises(
+        ConfigError, match=r"parameter 'lr' \(learning_rate\): Input should be greater than 0"
+    ):
+        Object2Vec(learning_rate=-1)
+    with pytest.raises(ConfigError, match=r"^object2vec: rating_classes needs output_layer=softmax"):
+        Object2Vec(rating_classes=True)  # a check across settings: no "parameter 'params'", no dict
 
 
 def test_bad_values_and_conflicts():

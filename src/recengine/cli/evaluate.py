@@ -34,7 +34,12 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate(
-    model: Annotated[str, typer.Option(help="model name: global-mean, user-mean, bias, popularity, ...")],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="model name: global-mean, user-mean, bias, popularity, mf, deep-mf, neumf, object2vec"
+        ),
+    ],
     protocol: Annotated[str | None, typer.Option(help="a named protocol of PROTOCOLS.md")] = None,
     data: Annotated[
         str | None,

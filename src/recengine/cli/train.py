@@ -49,8 +49,20 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="model name: bias, mf, deep-mf, neumf, ...")],
-    data: Annotated[str, typer.Option(help="data set name in the data home, or a path")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL",
+            help="model name: global-mean, user-mean, bias, popularity, mf, deep-mf, neumf, object2vec",
+        ),
+    ],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="data set name in the data home, or a path: a ratings file, or for object2vec "
+            "SageMaker's JSON Lines pairs (in0, in1, label)"
+        ),
+    ],
     out: Annotated[
         Path, typer.Option(help="the model directory to write: new, empty or a model directory to replace")
     ],
@@ -90,7 +102,7 @@ def train(
     implicit: ImplicitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Fit MODEL on every rating of DATA and save it as a model directory at OUT."""
+    """Fit MODEL on every rating (or JSON Lines pair) of DATA and save it as a model directory at OUT."""
     from rich.markup import escape
 
     from recengine import artifacts
@@ -213,8 +225,10 @@ def similar(
     try:
         ids, scores = m.similar_items(np.asarray(item), k)
     except CapabilityError as e:
+        from recengine.explore.embeddings import embedding_models
+
         raise CapabilityError(
-            f"{e}; similar needs a model with item embeddings (mf, deep-mf, neumf)"
+            f"{e}; similar needs a model with item embeddings ({', '.join(embedding_models())})"
         ) from None
     titles = artifacts.item_titles(model_dir)
     out: list[dict[str, Any]] = [

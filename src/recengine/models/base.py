@@ -33,6 +33,11 @@ class Params(BaseModel):
     # allow_inf_nan: an infinite value would be written to config.json as null, and never load again
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
+    #: Other names a user may give for a field (SageMaker's, say), shown beside ours in errors.
+    OTHER_NAMES: ClassVar[dict[str, str]] = {}
+    #: Names known from elsewhere that this model does not take, with why (instead of "unknown").
+    UNSUPPORTED: ClassVar[dict[str, str]] = {}
+
     @classmethod
     def canonical_names(cls, data: dict[str, Any]) -> dict[str, Any]:
         """``data`` with other names for a setting (SageMaker's, say) turned into ours; a model's
@@ -86,7 +91,7 @@ class Recommender(ABC):
         try:
             self.params = self.ParamsModel(**raw)
         except ValidationError as e:
-            raise ConfigError(f"{self.name}: {_pydantic_message(e)}") from None
+            raise ConfigError(f"{self.name}: {_pydantic_message(e, self.ParamsModel)}") from None
         self._users: IdMap | None = None
         self._items: IdMap | None = None
         self._scale: RatingScale | None = None
@@ -387,12 +392,26 @@ class Recommender(ABC):
         return self.params.model_dump(mode="json")
 
 
-def _pydantic_message(e: ValidationError) -> str:
+def _pydantic_message(e: ValidationError, params: type[Params]) -> str:
+    """One line per problem, in the names a user types: a near miss of a known name suggested, a name
+    from elsewhere that the model does not take said so, a check across settings given as it is."""
+    import difflib
+
+    known = [*params.model_fields, *params.OTHER_NAMES.values()]
     parts = []
     for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "params"
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            parts.append(f"unknown parameter {loc!r}")
+            if loc in params.UNSUPPORTED:
+                parts.append(f"{loc!r} is not supported: {params.UNSUPPORTED[loc]}")
+                continue
+            near = difflib.get_close_matches(loc, known, n=1, cutoff=0.7)
+            parts.append(f"unknown parameter {loc!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        elif not loc:  # a check across several settings
+            parts.append(msg)
         else:
-            parts.append(f"parameter {loc!r}: {err['msg']} (got {err.get('input')!r})")
+            other = params.OTHER_NAMES.get(loc)
+            name = f"{loc!r}" + (f" ({other})" if other else "")
+            parts.append(f"parameter {name}: {msg} (got {err.get('input')!r})")
     return "; ".join(parts)

@@ -33,6 +33,23 @@ SAGEMAKER_ALIASES = {
     "early_stopping_patience": "patience",
     "early_stopping_tolerance": "tolerance",
 }
+_CLUSTER = "a setting of SageMaker's training cluster; here one machine trains"
+_PRETRAINED = "pretrained token embeddings are not loaded; tokens start from a seeded random table"
+#: SageMaker Object2Vec hyperparameters this implementation does not take, with why.
+SAGEMAKER_UNSUPPORTED = {
+    "_kvstore": _CLUSTER,
+    "_num_gpus": _CLUSTER,
+    "_num_kv_servers": _CLUSTER,
+    "token_embedding_storage_type": "tables are dense; optimizer=auto gives large vocabularies sparse "
+    "gradients (row-sparse Adam)",
+    "enc0_pretrained_embedding_file": _PRETRAINED,
+    "enc1_pretrained_embedding_file": _PRETRAINED,
+    "enc0_freeze_pretrained_embedding": _PRETRAINED,
+    "enc1_freeze_pretrained_embedding": _PRETRAINED,
+    "enc0_vocab_file": "tokens are integers already; there is no vocabulary file to map words",
+    "enc1_vocab_file": "tokens are integers already; there is no vocabulary file to map words",
+    "bucket_width": "sequences are padded to the longest of their batch, not bucketed",
+}
 
 #: The seed notebook's regression run (``object2vec_movie_recommendation``): pooled embeddings of the
 #: user and movie ids (300-d tokens, enc_dim 1024), one tanh MLP layer of 256, squared error, Adam
@@ -102,6 +119,8 @@ class Object2VecParams(TorchRatingParams):
         "seed-lab2": SEED_LAB2,
         "seed-lab2-classifier": SEED_LAB2_CLASSIFIER,
     }
+    OTHER_NAMES: ClassVar[dict[str, str]] = {ours: sm for sm, ours in SAGEMAKER_ALIASES.items()}
+    UNSUPPORTED: ClassVar[dict[str, str]] = SAGEMAKER_UNSUPPORTED
 
     # ----- the shared loop's settings, with this model's defaults ----------------------------------
     optimizer: Literal["auto", "adam", "adamw", "sgd", "adagrad"] = Field(  # type: ignore[assignment]
