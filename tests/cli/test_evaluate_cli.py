@@ -82,6 +82,21 @@ def test_errors_exit_2_with_one_line():
     assert p.returncode == 2 and "key=value" in p.stderr
 
 
+def test_a_pairs_file_is_not_ratings(tmp_path):
+    """evaluate and recommend read ratings; JSON Lines pairs are for train object2vec and predict."""
+    pairs = tmp_path / "train.jsonl"
+    pairs.write_text('{"in0": [1], "in1": [2], "label": 1}\n')
+    for args in (
+        ("evaluate", "--model", "bias", "--data", str(pairs)),
+        ("evaluate", "--model", "bias", "--data", str(pairs), "--user-col", "in0", "--item-col", "in1"),
+        ("recommend", "--data", str(pairs), "--model", "bias", "--user", "1"),
+    ):
+        p = run(*args)
+        assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+        assert "holds Object2Vec pairs (in0, in1, label), not ratings" in p.stderr
+        assert "recengine train object2vec --data" in " ".join(p.stderr.split())
+
+
 def test_option_ranges_are_checked_before_any_work(tmp_path):
     own = tmp_path / "own.csv"
     own.write_text("user,item,rating\n1,10,4\n2,10,5\n1,11,3\n")

@@ -152,6 +152,13 @@ def test_jsonl_errors_name_the_line(tmp_path: Path) -> None:
         read_interactions(p)  # the column on that line, not the newline's on the next
 
 
+def test_a_column_of_lists_is_no_id_column(tmp_path: Path) -> None:
+    p = tmp_path / "r.jsonl"
+    p.write_text('{"u": [1], "i": 2, "r": 4}\n{"u": [2], "i": 3, "r": 5}\n')
+    with pytest.raises(DataError, match=r"r\.jsonl, line 1: the user column holds List values"):
+        read_interactions(p, user_col="u", item_col="i", rating_col="r")
+
+
 def test_ids_keep_leading_zeros_as_strings(tmp_path: Path) -> None:
     p = tmp_path / "r.csv"
     p.write_text("user,item,rating\n007,0012,1\n7,12,2\n")

@@ -50,6 +50,15 @@ def read_data(
         raise ConfigError("--data is empty; give a data set name (ml-100k) or a path")
     given = any(x is not None for x in (sep, user_col, item_col, rating_col, timestamp_col, scale))
     path = Path(data)
+    from recengine.data.pairs import is_pairs_file
+
+    if is_pairs_file(path):  # in0/in1 are token lists, which no reading option turns into ratings
+        from recengine.errors import ConfigError
+
+        raise ConfigError(
+            f"{data} holds Object2Vec pairs (in0, in1, label), not ratings; train on them with "
+            f"`recengine train object2vec --data {data}`, and score pairs with `recengine predict`"
+        )
     if path.is_file() and (given or no_header or implicit or path.name not in RATINGS_FILES):
         return read_interactions(
             path,

@@ -285,6 +285,14 @@ def jsonl_line(path: Path, row: int) -> int:
 def _to_interactions(
     df: pl.DataFrame, path: Path, first_line: int, scale: RatingScale | None
 ) -> Interactions:
+    for role in ("user", "item", "rating", "timestamp"):
+        if role in df.columns and df[role].dtype.is_nested():  # JSON lists or objects: no id, no number
+            raise DataError(
+                f"the {role} column holds {df[role].dtype.base_type()} values, not single {role} "
+                "values; name another column",
+                path,
+                first_line,
+            )
     users = _ids(df["user"], path, first_line)
     items = _ids(df["item"], path, first_line)
     rating = _ratings(df["rating"], path, first_line) if "rating" in df.columns else None
