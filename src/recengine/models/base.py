@@ -82,6 +82,9 @@ class Recommender(ABC):
     capabilities: ClassVar[Capabilities]
 
     def __init__(self, params: Params | dict[str, Any] | None = None, **overrides: Any) -> None:
+        """Hyperparameters as a dict (what ``get_params`` and ``--set`` give; a ``preset`` name
+        among them) and/or keyword overrides, which win: ``Object2Vec({"enc_dim": 64}, epochs=5)``.
+        Unknown names and bad values are a ConfigError naming them."""
         raw = params.model_dump() if isinstance(params, Params) else dict(params or {})
         try:
             raw = self.ParamsModel.canonical_names(raw)
@@ -150,16 +153,19 @@ class Recommender(ABC):
 
     @property
     def is_fitted(self) -> bool:
+        """Whether ``fit`` (or loading a saved model) has happened."""
         return self._users is not None
 
     @property
     def users(self) -> IdMap:
+        """The training users' external ids ↔ internal ids (``users.to_internal(ids)``)."""
         if self._users is None:
             raise NotFittedError(f"{self.name}: call fit() first")
         return self._users
 
     @property
     def items(self) -> IdMap:
+        """The training items' external ids ↔ internal ids."""
         if self._items is None:
             raise NotFittedError(f"{self.name}: call fit() first")
         return self._items
@@ -389,6 +395,7 @@ class Recommender(ABC):
         return self._external_items(idx)[0], self._as_ratings(top[0])
 
     def get_params(self) -> dict[str, Any]:
+        """Every hyperparameter as JSON data: ``type(m)(m.get_params())`` builds the same model."""
         return self.params.model_dump(mode="json")
 
 
