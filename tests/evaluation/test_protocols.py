@@ -49,6 +49,20 @@ def test_ml100k_ua_and_binary(ml100k_dir):
     assert ua.rated_train is None and ua.label_threshold is None
 
 
+def test_ml100k_ua_coldmovies_follows_its_recipe(ml100k_dir):
+    """A literal reading of the definition: the movie ids of ua.base sorted, a seeded choice of 10 %,
+    their rows out of training, only their rows in the test."""
+    cold = build("ml100k-ua-coldmovies", ml100k_dir)
+    assert cold.task == "rating" and [f.name for f in cold.folds] == ["ua-coldmovies"]
+    base, test = _read_tab(ml100k_dir / "ua.base"), _read_tab(ml100k_dir / "ua.test")
+    movies = np.array(sorted({i for _, i in base}))
+    held = set(np.random.default_rng(0).choice(movies, size=round(0.1 * len(movies)), replace=False).tolist())
+    assert len(held) == 168
+    assert _pairs(cold.folds[0].train) == {(u, i) for u, i in base if i not in held}
+    assert _pairs(cold.folds[0].test) == {(u, i) for u, i in test if i in held}
+    assert len(cold.folds[0].test) == 782
+
+
 def test_mlsmall_random_follows_the_recipe(mlsmall_dir):
     with open(mlsmall_dir / "ratings.csv") as fh:
         rows = [(int(r["userId"]), int(r["movieId"])) for r in csv.DictReader(fh)]

@@ -34,6 +34,12 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
         ProtocolSpec("ml100k-u", "ml-100k", "rating", "GroupLens u1..u5 base/test folds; RMSE, MAE"),
         ProtocolSpec("ml100k-ua", "ml-100k", "rating", "ua.base/ua.test (10 test ratings per user)"),
         ProtocolSpec("ml100k-ua-binary", "ml-100k", "binary", "ua.base/ua.test, label 1 where rating > 3"),
+        ProtocolSpec(
+            "ml100k-ua-coldmovies",
+            "ml-100k",
+            "rating",
+            "ua with a seeded 10% of ua.base's movies out of training; test: their ua.test ratings",
+        ),
         ProtocolSpec("mlsmall-random", "ml-latest-small", "rating", "seeded 10% random rows of ratings.csv"),
         ProtocolSpec("topn-ml100k", "ml-100k", "topn", "per-user 20% of positives (>= 4) held out; K=10"),
         ProtocolSpec(
@@ -85,6 +91,8 @@ def build(name: str, data: str | Path | Dataset | None = None) -> ProtocolRun:
         )
     if name in ("ml100k-u", "ml100k-ua", "ml100k-ua-binary"):
         folds = _ml100k_files(ds, name)
+    elif name == "ml100k-ua-coldmovies":
+        folds = [cold_movies(_ml100k_files(ds, "ml100k-ua")[0])]
     elif name == "mlsmall-random":
         folds = [mlsmall_random(ds.interactions)]
     else:
@@ -123,6 +131,24 @@ def binary_fold(fold: Fold, threshold: float = BINARY_THRESHOLD) -> Fold:
         rated_train=fold.train,
         label_threshold=threshold,
     )
+
+
+def cold_movies(fold: Fold, share: float = 0.1, seed: int = 0) -> Fold:
+    """Movies never seen in training: of the movie ids in ``fold``'s training rows, sorted ascending,
+    ``numpy.random.default_rng(seed).choice(ids, size=round(share * len(ids)), replace=False)`` are
+    held out; training keeps every other row, the test keeps only the held movies' test rows. What a
+    model knows of them is its content (genres, title, year), so it measures cold-start quality."""
+    train_ids = fold.train.items.external[fold.train.item]
+    held = cold_movie_ids(fold, share, seed)
+    train = fold.train.subset(~np.isin(train_ids, held))
+    test = fold.test.subset(np.isin(fold.test.items.external[fold.test.item], held))
+    return Fold(f"{fold.name}-coldmovies", train, test)
+
+
+def cold_movie_ids(fold: Fold, share: float = 0.1, seed: int = 0) -> np.ndarray:
+    """The external ids :func:`cold_movies` holds out of ``fold``'s training rows."""
+    movies = np.unique(fold.train.items.external[fold.train.item])
+    return np.random.default_rng(seed).choice(movies, size=round(share * len(movies)), replace=False)
 
 
 def to_binary(data: Interactions, threshold: float = BINARY_THRESHOLD) -> Interactions:
