@@ -114,9 +114,21 @@ def test_tolerance_and_higher_is_better_for_accuracy():
     arrays = scripted_arrays()
     arrays["target"] = (arrays["x"][:, 0] > 0).astype(np.float32)
     result = train(task, arrays, config(epochs=6, patience=2, tolerance=0.05, batch_size=64))
-    # 0.52 and 0.53 are within the tolerance of 0.5: two epochs without improvement stop the run.
-    assert result.stopped == "early-stopped" and result.best_epoch == 1 and len(result.history) == 3
+    # 0.52 and 0.53 are within the tolerance of 0.5: two epochs without improvement stop the run,
+    # and the weights kept are the best epoch's (on 40 validation rows both read 21/40: the first),
+    # not those of the last epoch that beat the tolerance.
+    assert result.stopped == "early-stopped" and len(result.history) == 3
+    assert result.best_epoch == 2 and result.best_value == pytest.approx(0.525)
     assert result.history[0]["val_accuracy"] == pytest.approx(0.5, abs=0.01)
+    assert same(weights(task), task.seen[1])
+
+
+def test_a_gain_within_the_tolerance_still_keeps_the_better_weights():
+    task = ScriptedTask([1.0, 0.995, 0.991, 0.9905, 0.98])
+    result = train(task, scripted_arrays(), config(epochs=5, patience=3, tolerance=0.01, batch_size=64))
+    assert result.stopped == "early-stopped" and len(result.history) == 4  # no gain over 0.01 for 3
+    assert result.best_epoch == 4 and result.best_value == pytest.approx(0.9905)
+    assert same(weights(task), task.seen[3])
 
 
 def test_no_validation_means_no_early_stopping(arrays):

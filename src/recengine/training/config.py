@@ -74,7 +74,10 @@ class TrainConfig(Params):
         "epochs past its end keep its last value",
     )
     tolerance: float = Field(
-        default=0.0, ge=0, description="smallest change of the validation metric that counts"
+        default=0.0,
+        ge=0,
+        description="smallest gain of the validation metric (over the last epoch that made one) that "
+        "resets patience; the best epoch's weights are kept whatever their lead",
     )
     seed: int = Field(
         default=0, ge=0, description="one seed for the split, batch order, dropout and initialization"

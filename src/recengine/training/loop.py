@@ -186,6 +186,9 @@ class _Run:
         self.best_value: float | None = None
         self.best_epoch = 0
         self.bad_epochs = 0
+        # The value the tolerance is measured from: the last epoch that improved on it by more than
+        # the tolerance (the best value itself moves on any gain, however small).
+        self.reference: float | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.stopped = "running"
         self.last_saved_epoch = 0
@@ -270,17 +273,21 @@ class _Run:
         reporter.end_epoch(record, improved)
 
     def _early_stopping(self, value: float, epoch: int) -> bool:
-        """Track the best epoch; True when this one improved by more than the tolerance."""
-        tol = self.cfg.tolerance
-        if self.best_value is None:
-            improved = True
-        elif self.metric in HIGHER_IS_BETTER:
-            improved = value > self.best_value + tol
-        else:
-            improved = value < self.best_value - tol
-        if improved:
-            self.best_value, self.best_epoch, self.bad_epochs = value, epoch, 0
+        """Track the best epoch; True when this one improved by more than the tolerance.
+
+        The tolerance decides when to stop (``patience`` epochs without a gain of more than it over
+        the reference); the weights kept are the best epoch's, whatever its lead."""
+        up = self.metric in HIGHER_IS_BETTER
+
+        def gain(over: float | None) -> float:
+            return math.inf if over is None else (value - over if up else over - value)
+
+        if gain(self.best_value) > 0:
+            self.best_value, self.best_epoch = value, epoch
             self.best_state = clone_state(self.module)
+        improved = gain(self.reference) > self.cfg.tolerance
+        if improved:
+            self.reference, self.bad_epochs = value, 0
         else:
             self.bad_epochs += 1
             if self.cfg.patience is not None and self.bad_epochs >= self.cfg.patience:
@@ -357,6 +364,7 @@ class _Run:
                 "best_value": self.best_value,
                 "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs,
+                "reference": self.reference,
             },
             "optimizer": opt_meta,
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -404,6 +412,7 @@ class _Run:
             }
         early = meta["early_stopping"]
         self.best_value, self.best_epoch = early["best_value"], int(early["best_epoch"])
+        self.reference = early.get("reference", self.best_value)  # checkpoints before it had one
         self.bad_epochs = int(early["bad_epochs"])
         self.history = [dict(h) for h in meta["history"]]
         self.stopped = str(meta["stopped"])

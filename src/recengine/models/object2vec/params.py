@@ -4,7 +4,9 @@ The fields use SageMaker's Object2Vec names (``enc_dim``, ``enc0_network``, ``ml
 configuration written for the seed notebook reads as it is. SageMaker's names for settings of the
 shared training loop (``mini_batch_size``, ``learning_rate``, ``early_stopping_patience``,
 ``early_stopping_tolerance``) and the shorthand ``token_embedding_dim`` (both sides) are translated
-before validation; any other name, SageMaker's distributed-training knobs (``_kvstore``,
+before validation (the tolerance is the loop's: a gain of the validation metric, RMSE or log loss,
+over the last epoch that made one, where SageMaker counts a drop of mean squared error between
+consecutive epochs); any other name, SageMaker's distributed-training knobs (``_kvstore``,
 ``_num_gpus``) and pretrained-embedding files included, is rejected by name.
 """
 
