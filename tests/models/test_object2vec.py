@@ -351,6 +351,27 @@ def test_tied_tables_of_json_lines_pairs_share_one_token_space(tmp_path: Path):
     assert users.net is not None and users.net.offset1 == users.layout["vocab"][0]
 
 
+def test_many_classes_early_stop_on_cross_entropy():
+    """Over more than two unordered classes the validation metric is the cross-entropy of the true
+    class, computed from the softmax, not the RMSE of the mean class index."""
+    from recengine.models._torch_nets import RatingTask
+
+    data = groups()
+    labels = ((data.user + data.item) % 3).astype(np.float32)
+    three = Interactions.from_arrays(data.user, data.item, labels, scale=RatingScale(0.0, 2.0, 1.0))
+    m = Object2Vec(FAST_TOK, output_layer="softmax", num_classes=3, epochs=2, val_fraction=0.2).fit(three)
+    assert m.history["val_metric"] == "cross_entropy" and m.history["best_value"] > 0
+    net = m.net
+    assert net is not None
+    task = RatingTask(net, None, 0.0, False)
+    task.val_metric = "cross_entropy"
+    u, i, lab = torch.tensor([0, 1]), torch.tensor([0, 2]), torch.tensor([2, 0])
+    with torch.no_grad():
+        got = task.predict({"user": u, "item": i, "label": lab})
+        want = torch.softmax(net(u, i), dim=-1)[torch.arange(2), lab]
+    torch.testing.assert_close(got, want)
+
+
 def test_json_lines_softmax_classes(tmp_path: Path):
     data = groups()
     labels = (data.values() > 3).astype(np.float32)

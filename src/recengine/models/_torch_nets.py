@@ -144,9 +144,10 @@ class RatingTask:
         )
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
-        return to_rating(
-            self.module(batch["user"], batch["item"]), self._values(batch["user"].device), self.argmax
-        )
+        out = self.module(batch["user"], batch["item"])
+        if self.val_metric == "cross_entropy":  # a classifier over unordered classes: P(the true one)
+            return torch.softmax(out, dim=-1).gather(-1, batch["label"].long().unsqueeze(-1))[..., 0]
+        return to_rating(out, self._values(batch["user"].device), self.argmax)
 
 
 def to_rating(out: Tensor, values: Tensor | None, argmax: bool = False) -> Tensor:

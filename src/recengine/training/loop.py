@@ -126,7 +126,7 @@ def train(
         val_np = None
     if val_np is not None and n_rows(val_np) == 0:
         val_np = None
-    if task.val_metric not in {"rmse", "mae", "log_loss", "accuracy"}:
+    if task.val_metric not in {"rmse", "mae", "log_loss", "accuracy", "cross_entropy"}:
         raise TrainingError(f"unknown validation metric {task.val_metric!r}")
     device = resolve_device(cfg.device)
     with deterministic(device, cfg.threads):

@@ -21,7 +21,7 @@ from recengine.training.data import Arrays
 class TorchTask(Protocol):
     """What a model gives the loop: the network, its mean batch loss and its predictions."""
 
-    val_metric: str  # "rmse" | "mae" | "log_loss" | "accuracy"
+    val_metric: str  # "rmse" | "mae" | "log_loss" | "accuracy" | "cross_entropy"
 
     @property
     def module(self) -> torch.nn.Module:
@@ -88,7 +88,8 @@ def _fits(tensors: dict[str, torch.Tensor], device: torch.device) -> bool:
 def evaluate(task: TorchTask, data: DeviceArrays, batch_size: int, metric: str) -> float:
     """``metric`` of ``task.predict`` against the targets of ``data``, in eval mode and without grad.
 
-    rmse/mae compare values; log_loss reads predictions as P(target = 1); accuracy compares
+    rmse/mae compare values; log_loss reads predictions as P(target = 1); cross_entropy as the
+    probability of each row's true class (the task gives it); accuracy compares
     ``floor(prediction + 0.5)`` with the target (a probability thresholded at 0.5, or a class index).
     """
     module = task.module
@@ -122,4 +123,6 @@ def _metric_sum(pred: torch.Tensor, target: torch.Tensor, metric: str) -> torch.
         return -(target * p.log() + (1 - target) * (1 - p).log()).sum()
     if metric == "accuracy":
         return (torch.floor(pred + 0.5) == target).sum().double()
+    if metric == "cross_entropy":  # predictions are the probabilities given to the true classes
+        return -pred.clamp(1e-15, 1.0).log().sum()
     raise TrainingError(f"unknown validation metric {metric!r}")

@@ -124,8 +124,7 @@ class Object2Vec(TorchRecommender):
             values=values,
             center=p.center,
             reg=p.reg,
-            # a softmax over two classes or over rating classes predicts P(label = 1)
-            val_metric="log_loss" if values is not None and (len(values) == 2 or p.rating_classes) else None,
+            val_metric=_val_metric(p, values),
             resume=self.resume,
             identity=self.model_settings(),
         )
@@ -620,6 +619,15 @@ class Object2Vec(TorchRecommender):
                 f"{self.name} was trained without item side tokens, so it cannot embed an item from "
                 "its content; fit with item features (use_dataset) and item_tokens other than []"
             )
+
+
+def _val_metric(p: Object2VecParams, values: npt.NDArray[np.float64] | None) -> str | None:
+    """Early stopping's metric: a softmax over two classes or over rating classes predicts
+    P(label = 1), judged by log loss; over more classes, by cross-entropy (the mean class would rank
+    a wrong but middling answer above a right one); a regression head keeps RMSE (None)."""
+    if values is None:
+        return None
+    return "log_loss" if len(values) == 2 or p.rating_classes else "cross_entropy"
 
 
 def _csr(
