@@ -132,10 +132,12 @@ def neighbours(model: Recommender, ds: Dataset) -> list[str]:
     return [f"{titles.get(int(i), i)} ({int(i)})" for i in ids[0]]
 
 
-def rating_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
+def rating_section(run: ProtocolRun, quick: bool, systems: set[str] | None = None) -> list[dict[str, Any]]:
     fold, ds = run.folds[0], run.dataset
     rows = []
     for label, params in RATING_CONFIGS.items():
+        if systems is not None and label not in systems:
+            continue
         model, secs = fit("object2vec", {**params, **({"epochs": 2} if quick else {})}, fold.train, ds)
         pred = model.predict_internal(fold.test.user, fold.test.item)
         rows.append(
@@ -148,6 +150,8 @@ def rating_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
                 "terminator_neighbours": neighbours(model, ds),
             }
         )
+    if systems is not None:  # rows rerun alone (--systems): merged into the last run's table
+        return rows
     bias, secs = fit("bias", {}, fold.train, None)
     rows.append(
         {
@@ -169,13 +173,14 @@ def rating_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def binary_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
+def binary_section(run: ProtocolRun, quick: bool, systems: set[str] | None = None) -> list[dict[str, Any]]:
     fold, ds = run.folds[0], run.dataset
     rated = fold.rated_train  # ua.base with its ratings: the binary labels' source rows
     assert rated is not None
     rows = []
     configs = [(label, params, fold.train) for label, params in BINARY_CONFIGS.items()]
     configs += [(label, params, rated) for label, params in RATING_CLASS_CONFIGS.items()]
+    configs = [c for c in configs if systems is None or c[0] in systems]
     for label, params, train in configs:
         model, secs = fit("object2vec", {**params, **({"epochs": 2} if quick else {})}, train, ds)
         p = model.predict_internal(fold.test.user, fold.test.item)
@@ -188,6 +193,8 @@ def binary_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
                 **training_info(model),
             }
         )
+    if systems is not None:
+        return rows
     bias, secs = fit("bias", {}, fold.train, None)
     p = bias.predict_internal(fold.test.user, fold.test.item)
     rows.append({"system": "recengine bias", "fit_seconds": secs, **binary_metrics(fold.test.values(), p)})
@@ -613,6 +620,13 @@ def markdown(res: dict[str, Any]) -> str:
     if res.get("section_measured"):  # partial runs (--only) update their sections of the last full run
         dates = ", ".join(f"{k} {v}" for k, v in res["section_measured"].items())
         lines += [f"Each section's run: {dates}.", ""]
+    if res.get("rows_measured"):  # rows rerun alone (--systems), in place in their section's table
+        dates = "; ".join(
+            f"{section}: {system} {date}"
+            for section, rows in res["rows_measured"].items()
+            for system, date in rows.items()
+        )
+        lines += [f"Rows rerun alone since: {dates}.", ""]
     if res.get("note"):
         lines += [str(res["note"]), ""]
     if "ml100k-ua" in res:
@@ -712,7 +726,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="a smoke run: tiny epochs, no peers")
     ap.add_argument("--no-speed", action="store_true", help="skip the ml-20m shape timing")
     ap.add_argument("--only", nargs="*", default=None, help="sections to run (ml100k-ua, ... speed)")
+    ap.add_argument(
+        "--systems",
+        nargs="*",
+        default=None,
+        help="with --only ml100k-ua or ml100k-ua-binary: rerun these rows alone, in place in the last run",
+    )
     args = ap.parse_args(argv)
+    systems = set(args.systems) if args.systems else None
+    if systems is not None and not (args.only and set(args.only) <= {"ml100k-ua", "ml100k-ua-binary"}):
+        ap.error("--systems reruns rows of --only ml100k-ua and/or ml100k-ua-binary")
     sections = args.only or ["ml100k-ua", "ml100k-ua-binary", "topn-ml100k", "cold-start", "speed"]
     suffix = "_quick" if args.quick else ""
     json_path = args.out / f"object2vec_quality{suffix}.json"
@@ -723,10 +746,20 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in sections:
         t0 = time.perf_counter()
-        if name == "ml100k-ua":
-            res[name] = rating_section(build(name, args.data), args.quick)
-        elif name == "ml100k-ua-binary":
-            res[name] = binary_section(build(name, args.data), args.quick)
+        if name in ("ml100k-ua", "ml100k-ua-binary"):
+            section = rating_section if name == "ml100k-ua" else binary_section
+            rows = section(build(name, args.data), args.quick, systems)
+            if systems is None:
+                res[name] = rows
+            else:  # in place of the same rows of the last run, each with its own date
+                new = {r["system"]: r for r in rows}
+                res[name] = [new.pop(r["system"], r) for r in res.get(name, [])] + list(new.values())
+                for system in {r["system"] for r in rows}:
+                    res.setdefault("rows_measured", {}).setdefault(name, {})[system] = run_context()["date"]
+                print(f"{name}: {len(rows)} row(s) rerun", file=sys.stderr, flush=True)
+                json_path.write_text(json.dumps(res, indent=1, default=str) + "\n")
+                (args.out / f"object2vec_quality{suffix}.md").write_text(markdown(res) + "\n")
+                continue
         elif name == "binary-blend":
             res[name] = blend_section(build("ml100k-ua", args.data), args.quick)
         elif name == "topn-ml100k":
