@@ -141,7 +141,7 @@ async function refreshModelInfo(name) {
     const before = state.values.join();
     applyScale();
     if (state.values.join() !== before) loadRatings().catch(() => {}); // stars of the new scale
-  } catch { /* the header keeps what it knew; the next answer naming a version reads it again */ }
+  } catch { /* unreadable now: the page keeps the old kind and stars under the new version */ }
   showModel(true);
   if (ex.started) loadExplore(); // the map and clusters of the new version
 }
