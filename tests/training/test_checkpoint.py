@@ -90,6 +90,13 @@ def test_clear_removes_only_what_it_wrote(tmp_path):
     (tmp_path / "b" / "notes.txt").write_text("mine")
     clear_checkpoint(tmp_path / "b")
     assert [p.name for p in (tmp_path / "b").iterdir()] == ["notes.txt"]
+    # A run's own subdirectories (further ensemble members, a refit) go with it: a member's
+    # checkpoint left behind would be taken up by a later resume of another run.
+    for sub in ("", "member-1", "member-1/refit", "refit"):
+        save_checkpoint(tmp_path / "c" / sub, {"w": np.zeros(1)}, {})
+    (tmp_path / "c" / "member-x").mkdir()
+    clear_checkpoint(tmp_path / "c")
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["member-x"]
 
 
 def test_each_epoch_is_checkpointed_with_everything_a_resume_needs(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -93,12 +94,20 @@ def load_checkpoint(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, A
     return arrays, dict(header.get("meta") or {})
 
 
+#: Subdirectories a run checkpoints into beside its own: a refit's, each further ensemble member's.
+_RUN_SUBDIRS = re.compile(r"refit|member-[0-9]+")
+
+
 def clear_checkpoint(directory: Path) -> None:
-    """Remove the checkpoint (and stray temporary files) of ``directory``, and the directory when
-    that leaves it empty; anything else in it is left alone."""
+    """Remove the checkpoint (and stray temporary files) of ``directory`` and of the run's own
+    subdirectories (``refit``, ``member-N``), and each directory that this leaves empty; anything
+    else is left alone. A member's checkpoint left behind would be taken up by a later resume."""
     directory = Path(directory)
     if not directory.is_dir():
         return
+    for sub in directory.iterdir():
+        if _RUN_SUBDIRS.fullmatch(sub.name) and sub.is_dir() and not sub.is_symlink():
+            clear_checkpoint(sub)
     checkpoint_path(directory).unlink(missing_ok=True)
     for stray in directory.glob(f"{_TMP_PREFIX}*.tmp"):
         stray.unlink(missing_ok=True)
