@@ -144,6 +144,14 @@ def test_load_by_path_and_ratings_file(mlsmall_dir: Path, ml100k_dir: Path) -> N
     assert len(load_dataset(str(ml100k_dir / "u.data")).interactions) == 100_000
 
 
+def test_a_file_of_ones_own_called_ratings_csv_is_read_as_such(tmp_path: Path) -> None:
+    """Only a file that starts as MovieLens' do is read with its directory as MovieLens."""
+    own = tmp_path / "ratings.csv"
+    own.write_text("user,item,rating\n196,242,3\n186,302,3\n")
+    ds = load_dataset(own)
+    assert len(ds.interactions) == 2 and ds.layout != "ml-latest-small"
+
+
 # --------------------------------------------------------------------------------------------------
 # Written layouts
 

@@ -42,7 +42,7 @@ def read_data(
     """A data set name or directory through its layout's reader; a file through the generic reader
     when any option is set or it is not a MovieLens ratings file."""
     from recengine.data.generic import read_interactions
-    from recengine.data.load import RATINGS_FILES, load_dataset
+    from recengine.data.load import is_movielens_ratings_file, load_dataset
 
     if not data.strip():
         from recengine.errors import ConfigError
@@ -59,7 +59,7 @@ def read_data(
             f"{data} holds Object2Vec pairs (in0, in1, label), not ratings; train on them with "
             f"`recengine train object2vec --data {data}`, and score pairs with `recengine predict`"
         )
-    if path.is_file() and (given or no_header or implicit or path.name not in RATINGS_FILES):
+    if path.is_file() and (given or no_header or implicit or not is_movielens_ratings_file(path)):
         return read_interactions(
             path,
             sep=sep,

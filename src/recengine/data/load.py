@@ -81,17 +81,39 @@ def read_dataset(path: Path, layout: str | None = None, name: str | None = None)
     return read_layout(path, layout or detect_layout(path), name)
 
 
+_FIRST_LINES = {
+    "ratings.csv": re.compile(r'"?userId"?,"?movieId"?,"?rating"?,"?timestamp"?'),
+    "ratings.dat": re.compile(r"\d+::\d+::[0-9.]+::\d+"),
+    "u.data": re.compile(r"\d+\t\d+\t\d+\t\d+"),
+}
+
+
+def is_movielens_ratings_file(path: Path) -> bool:
+    """Whether ``path`` is a MovieLens ratings file, read with its directory: named like one (u.data,
+    ratings.dat, ratings.csv) and starting as one does. A file of one's own that happens to be called
+    ratings.csv goes to the generic reader instead."""
+    pattern = _FIRST_LINES.get(path.name)
+    if pattern is None or not path.is_file():
+        return False
+    try:
+        with path.open("rb") as f:
+            first = f.readline(4096).decode("utf-8-sig", errors="replace").strip()
+    except OSError:
+        return False
+    return pattern.fullmatch(first) is not None
+
+
 def load_dataset(name_or_path: str | Path) -> Dataset:
     """A data set by path or by name.
 
-    An existing directory is read as MovieLens; an existing file named like a MovieLens ratings
-    file (u.data, ratings.dat, ratings.csv) is read with its directory, any other file with the
-    generic reader (column names recognised from the header). Anything else is looked up in the
-    data home; missing there, the error says how to fetch it.
+    An existing directory is read as MovieLens; an existing MovieLens ratings file (u.data,
+    ratings.dat, ratings.csv, starting as MovieLens' do) is read with its directory, any other file
+    with the generic reader (column names recognised from the header). Anything else is looked up in
+    the data home; missing there, the error says how to fetch it.
     """
     path = Path(name_or_path).expanduser()
     if path.exists():
-        if path.is_file() and path.name not in RATINGS_FILES:
+        if path.is_file() and not is_movielens_ratings_file(path):
             from recengine.data.generic import read_interactions
 
             return read_interactions(path)
