@@ -165,13 +165,22 @@ def test_a_failed_save_keeps_the_old_model(tmp_path, data, monkeypatch):
     before = (out / "manifest.json").read_bytes()
 
     def broken(*args: object, **kwargs: object) -> None:
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(artifacts, "_write_json", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ArtifactError, match="cannot write the model directory: No space left on device"):
         save(create("popularity").fit(data), out)
     assert (out / "manifest.json").read_bytes() == before and load(out).name == "bias"
     assert not list(tmp_path.glob(".*"))
+    from safetensors import SafetensorError
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    monkeypatch.setattr(artifacts, "save_file", full)  # the weights file fails the same way
+    with pytest.raises(ArtifactError, match=r"cannot write the model directory: .*No space left"):
+        save(create("popularity").fit(data), out)
+    assert (out / "manifest.json").read_bytes() == before and not list(tmp_path.glob(".*"))
 
 
 def test_models_that_cannot_be_saved_say_so(tmp_path, data):

@@ -83,10 +83,17 @@ def save(
         why = f"{above} is a file, not a directory" if not above.is_dir() else e.strerror
         raise ArtifactError(f"cannot create the model's directory: {why}", out_dir) from None
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{secrets.token_hex(4)}"
-    os.mkdir(tmp)  # mode 0o777 less the umask, like any directory the user makes
+    try:
+        os.mkdir(tmp)  # mode 0o777 less the umask, like any directory the user makes
+    except OSError as e:
+        raise ArtifactError(f"cannot write the model directory: {e.strerror}", out_dir) from None
     try:
         _write(tmp, model, dataset, metrics, fit_info)
         _swap_into_place(tmp, out_dir)
+    except (OSError, SafetensorError) as e:  # a full disk, say: the earlier model stays as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ArtifactError(f"cannot write the model directory: {why}", out_dir) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -133,6 +133,22 @@ def test_train_refuses_before_fitting(ml100k_dir, tmp_path, run):
     assert (mine / "notes.txt").read_text() == "keep me"
 
 
+def test_train_refuses_an_out_whose_parent_it_cannot_write(ml100k_dir, tmp_path, run, monkeypatch):
+    """A model directory is written beside itself and renamed into place: an existing --out in a
+    directory that cannot be written would fail only after the fit (root passes os.access, so the
+    refusal is simulated)."""
+    import os
+
+    parent = tmp_path / "p"
+    (parent / "m").mkdir(parents=True)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != parent and real(path, mode))
+    failed(
+        run("train", "bias", "--data", str(ml100k_dir), "--out", str(parent / "m")),
+        f"cannot write in {parent}, where it is replaced",
+    )
+
+
 @pytest.mark.parametrize("solver", ["sgd", "als"])
 @pytest.mark.parametrize("init_std", ["1e10", "1e300"])
 def test_an_mf_run_that_diverges_says_so_without_numpy_warnings(ml100k_dir, tmp_path, run, solver, init_std):

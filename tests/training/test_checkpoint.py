@@ -54,7 +54,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt.os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(TrainingError, match=r"cannot write the checkpoint in .*: disk full"):
         save_checkpoint(tmp_path, {"w": np.ones(3)}, {"epoch": 2})
     monkeypatch.undo()
     loaded = load_checkpoint(tmp_path)

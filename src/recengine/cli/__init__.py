@@ -85,6 +85,9 @@ def main() -> None:
     except RecengineError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # the machine's refusal (a full disk, a permission) the library did not name
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     except _Stopped as e:
         what = "interrupted" if e.signum == signal.SIGINT else "terminated"
         print(what, file=sys.stderr)

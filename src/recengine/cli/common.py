@@ -40,15 +40,24 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def check_output_path(path: Path, what: str, *, kind: Literal["file", "dir"]) -> None:
+def check_output_path(
+    path: Path, what: str, *, kind: Literal["file", "dir"], replaced_whole: bool = False
+) -> None:
     """Refuse, before any work is done, an output ``path`` that could not be created.
 
     Why: otherwise mkdir or rename fails with a traceback, often only after minutes of training.
     The first existing ancestor must be a writable directory; ``path`` itself, when it exists, must
     be a directory where ``kind`` is "dir" and must not be one where ``kind`` is "file". ``what``
-    names the argument in the message ("--out").
+    names the argument in the message ("--out"). A directory ``replaced_whole`` (a model directory:
+    written beside itself, then renamed into place) needs its parent writable too.
     """
     path = Path(path)
+    if replaced_whole and path.is_dir():
+        parent = Path(os.path.abspath(path)).parent
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"{what} {path}: cannot write in {parent}, where it is replaced (permission denied)"
+            )
     where = f"{what} {path}"
     if path.exists():
         if kind == "dir" and not path.is_dir():

@@ -112,7 +112,7 @@ def train(
     from recengine.training.checkpoint import checkpoint_path, clear_checkpoint
 
     m = create(model, parse_sets(set_))  # bad names and values fail before the data is read
-    check_output_path(out, "--out", kind="dir")
+    check_output_path(out, "--out", kind="dir", replaced_whole=True)
     artifacts.check_writable(out)
     default_ckpt = Path(os.path.abspath(out) + ".checkpoints")
     ckpt = checkpoint_dir if checkpoint_dir is not None else default_ckpt

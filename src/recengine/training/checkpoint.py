@@ -56,6 +56,10 @@ def save_checkpoint(directory: Path, arrays: dict[str, np.ndarray], meta: dict[s
         _fsync_file(tmp)
         os.replace(tmp, checkpoint_path(directory))
         _fsync_dir(directory)
+    except (OSError, SafetensorError) as e:  # a full disk, say: the previous checkpoint stays
+        tmp.unlink(missing_ok=True)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise TrainingError(f"cannot write the checkpoint in {directory}: {why}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
