@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -956,6 +957,52 @@ def test_members_trained_in_worker_processes_equal_those_trained_in_turn(tmp_pat
     np.testing.assert_array_equal(
         resumed.predict_internal(data.user, data.item), side.predict_internal(data.user, data.item)
     )
+
+
+def test_the_worker_that_failed_is_the_one_named(monkeypatch: pytest.MonkeyPatch):
+    """Member 1's worker was killed (status -9); member 0's was then stopped by the caller (no status
+    recorded): the error names member 1."""
+    from recengine.models.object2vec import members
+
+    monkeypatch.setattr(members, "_run_workers", lambda root, n, processes: [None, -9])
+    with pytest.raises(TrainingError, match="member 1's worker process ended with status -9"):
+        Object2Vec(FAST_TOK, epochs=1, members=2, member_processes=2).fit(groups())
+
+
+_ORPHAN = """
+import os, signal, sys, threading, time
+from pathlib import Path
+from recengine.models.object2vec import _worker
+signal.signal(signal.SIGTERM, _worker._stop)
+try:
+    threading.Thread(target=_worker._watch_parent, args=(int(sys.argv[2]),), daemon=True).start()
+    Path(sys.argv[1] + ".ready").write_text("training")
+    time.sleep(120)
+finally:
+    Path(sys.argv[1]).write_text("cleaned up")
+"""
+
+
+def test_a_worker_stops_and_cleans_up_when_its_parent_dies(tmp_path: Path):
+    """A caller killed with SIGKILL cannot stop its workers; each notices it is orphaned, and stops
+    as SIGTERM stops it: unwinding, so that temporary files are removed."""
+    marker = tmp_path / "marker"
+    parent = (
+        "import os, subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {_ORPHAN!r}, {str(marker)!r}, str(os.getpid())], "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        f"while not os.path.exists({str(marker) + '.ready'!r}):\n"
+        "    time.sleep(0.05)\n"
+        "print(p.pid, flush=True)\n"
+        "os._exit(0)\n"  # gone at once, its worker mid-way, as after kill -9
+    )
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=120)
+    pid = int(out.stdout.strip())
+    for _ in range(300):  # bounded: the worker checks its parent every second
+        if marker.exists() and not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.1)
+    assert marker.read_text() == "cleaned up"
 
 
 def test_member_processes_plan_and_checks():

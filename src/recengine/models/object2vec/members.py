@@ -144,13 +144,17 @@ def train_members(
         for j in sorted(done):
             if "error" in done[j][1]:
                 raise _member_error(j, done[j][1]["error"])
+        # The worker that ended on its own first is the one to name; the others were stopped here.
+        lost = [j for j in range(len(jobs)) if j not in done]
+        failed = [j for j in lost if codes[j] is not None] or lost
+        if failed:
+            j = failed[0]
+            raise TrainingError(
+                f"member {j}'s worker process ended with status {codes[j]} and no result (killed, "
+                "or out of memory?); member_processes=1 trains the members in this process"
+            )
         out = []
         for j, job in enumerate(jobs):
-            if j not in done:
-                raise TrainingError(
-                    f"member {j}'s worker process ended with status {codes[j]} and no result (killed, "
-                    "or out of memory?); member_processes=1 trains the members in this process"
-                )
             weights, meta = done[j]
             net = job.build(shared)
             load_module_state(net, weights)
@@ -254,7 +258,8 @@ def _run_workers(root: Path, n_jobs: int, processes: int) -> list[int | None]:
         while todo or running:
             while todo and len(running) < processes:
                 j = todo.pop(0)
-                cmd = [sys.executable, "-m", "recengine.models.object2vec._worker", str(root), str(j)]
+                worker = [sys.executable, "-m", "recengine.models.object2vec._worker"]
+                cmd = [*worker, str(root), str(j), str(os.getpid())]
                 running[j] = subprocess.Popen(cmd, env=env, stdout=out)
             for j, proc in list(running.items()):
                 code = proc.poll()
@@ -265,11 +270,20 @@ def _run_workers(root: Path, n_jobs: int, processes: int) -> list[int | None]:
                         return codes
             if running:
                 time.sleep(0.05)
-    finally:
+    finally:  # asked to stop, a worker removes its temporary files; one that does not is killed
         for proc in running.values():
-            proc.kill()
-            proc.wait()
+            proc.terminate()
+        for proc in running.values():
+            try:
+                proc.wait(timeout=_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     return codes
+
+
+#: How long a worker asked to stop (SIGTERM) may take to clean up before it is killed.
+_STOP_SECONDS = 10.0
 
 
 def _stderr_fd() -> int | None:
