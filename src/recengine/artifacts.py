@@ -32,7 +32,14 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from recengine.data.interactions import IdMap, RatingScale
-from recengine.errors import CapabilityError, ConfigError, DataError, RecengineError, listed
+from recengine.errors import (
+    CapabilityError,
+    ConfigError,
+    DataError,
+    RecengineError,
+    listed,
+    write_failure,
+)
 from recengine.paths import existing_ancestor
 
 if TYPE_CHECKING:
@@ -86,14 +93,13 @@ def save(
     try:
         os.mkdir(tmp)  # mode 0o777 less the umask, like any directory the user makes
     except OSError as e:
-        raise ArtifactError(f"cannot write the model directory: {e.strerror}", out_dir) from None
+        raise ArtifactError(f"cannot write the model directory: {write_failure(e)}", out_dir) from None
     try:
         _write(tmp, model, dataset, metrics, fit_info)
         _swap_into_place(tmp, out_dir)
     except (OSError, SafetensorError) as e:  # a full disk, say: the earlier model stays as it was
         shutil.rmtree(tmp, ignore_errors=True)
-        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise ArtifactError(f"cannot write the model directory: {why}", out_dir) from None
+        raise ArtifactError(f"cannot write the model directory: {write_failure(e)}", out_dir) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -58,3 +58,9 @@ def listed(names: list[str], limit: int = 5) -> str:
     """``a, b, c`` for a message, cut after ``limit`` names with how many more there are."""
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def write_failure(e: BaseException) -> str:
+    """Why a file could not be written, in a few words: an OSError's own reason ("No space left on
+    device"), else the message (safetensors' errors carry the I/O error in theirs)."""
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)

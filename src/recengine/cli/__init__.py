@@ -82,10 +82,7 @@ def main() -> None:
     formatwarning, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         app()
-    except RecengineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as e:  # the machine's refusal (a full disk, a permission) the library did not name
+    except (RecengineError, OSError) as e:  # OSError: the machine's refusal the library did not name
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except _Stopped as e:

@@ -21,7 +21,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from recengine.errors import TrainingError
+from recengine.errors import TrainingError, write_failure
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 FORMAT = "recengine-checkpoint"
@@ -58,8 +58,7 @@ def save_checkpoint(directory: Path, arrays: dict[str, np.ndarray], meta: dict[s
         _fsync_dir(directory)
     except (OSError, SafetensorError) as e:  # a full disk, say: the previous checkpoint stays
         tmp.unlink(missing_ok=True)
-        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise TrainingError(f"cannot write the checkpoint in {directory}: {why}") from None
+        raise TrainingError(f"cannot write the checkpoint in {directory}: {write_failure(e)}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
