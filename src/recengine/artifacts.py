@@ -133,7 +133,7 @@ def _write(
         "recengine_version": __version__,
         "model": model.name,
         "params": model.get_params(),
-        "capabilities": model.capabilities.as_dict(),
+        "capabilities": model.fitted_capabilities().as_dict(),
         "rating_scale": _scale_json(scale),
         "input_rating_scale": _scale_json(model.input_scale),
         "n_users": len(model.users),

@@ -733,6 +733,11 @@ def test_cold_item_is_embedded_from_content():
         m.new_item_vectors(titles=[123])  # type: ignore[list-item]
     with pytest.raises(NotFittedError):
         Object2Vec(FAST_TOK).new_item_vectors(genres=[["A"]])
+    # What a fitted model says it can do follows its fit: new items only with item content
+    assert m.fitted_capabilities().new_items
+    ids_only = Object2Vec(FAST_TOK, epochs=1).fit(train)
+    assert not ids_only.fitted_capabilities().new_items and ids_only.fitted_capabilities().new_users
+    assert Object2Vec.capabilities.new_items  # the class can, given content
 
 
 def test_vocab_size_is_for_json_lines_only():

@@ -394,6 +394,11 @@ class Recommender(ABC):
         idx, top = topk(scores, k, copy=False)
         return self._external_items(idx)[0], self._as_ratings(top[0])
 
+    def fitted_capabilities(self) -> Capabilities:
+        """What this fitted model can do: its class's capabilities, less what its fit left out
+        (an object2vec fitted without item content cannot embed a new item). Saved and served."""
+        return self.capabilities
+
     def get_params(self) -> dict[str, Any]:
         """Every hyperparameter as JSON data: ``type(m)(m.get_params())`` builds the same model."""
         return self.params.model_dump(mode="json")

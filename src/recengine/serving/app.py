@@ -324,7 +324,7 @@ def create_app(
             algorithm=str(i.get("model")),
             kind=sm.kind,
             dataset=sm.dataset,
-            capabilities=sm.model.capabilities.as_dict(),
+            capabilities=sm.model.fitted_capabilities().as_dict(),
             params=i.get("params") or {},
             rating_scale=i.get("input_rating_scale") or i.get("rating_scale"),
             prediction_scale=i.get("rating_scale"),

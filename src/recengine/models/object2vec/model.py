@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -606,6 +607,14 @@ class Object2Vec(TorchRecommender):
         qu = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
         idx, top = topk(qu @ unit.T, k, copy=False)
         return self._external_items(idx), top
+
+    def fitted_capabilities(self) -> Capabilities:
+        """New items only where the fit had item content to embed them from."""
+        try:
+            self._check_content()
+        except (CapabilityError, NotFittedError):
+            return replace(self.capabilities, new_items=False)
+        return self.capabilities
 
     def _check_content(self) -> None:
         if not self.is_fitted:
