@@ -16,7 +16,13 @@ from recengine.errors import DataError
 
 CSV_DEFAULT = "movielens-csv"  # a full-size csv release whose directory name does not say which one
 LAYOUTS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-latest", "ml-latest-small", CSV_DEFAULT)
-RATINGS_FILES = ("u.data", "ratings.dat", "ratings.csv")
+#: Each MovieLens ratings file's name and how its first line reads.
+_FIRST_LINES = {
+    "u.data": re.compile(r"\d+\t\d+\t\d+\t\d+"),
+    "ratings.dat": re.compile(r"\d+::\d+::[0-9.]+::\d+"),
+    "ratings.csv": re.compile(r'"?userId"?,"?movieId"?,"?rating"?,"?timestamp"?'),
+}
+RATINGS_FILES = tuple(_FIRST_LINES)
 
 _CSV_NAMES = (
     (re.compile(r"ml-?latest-?small"), "ml-latest-small"),
@@ -79,13 +85,6 @@ def read_dataset(path: Path, layout: str | None = None, name: str | None = None)
     if path.is_file() and path.name in RATINGS_FILES:
         path = path.parent
     return read_layout(path, layout or detect_layout(path), name)
-
-
-_FIRST_LINES = {
-    "ratings.csv": re.compile(r'"?userId"?,"?movieId"?,"?rating"?,"?timestamp"?'),
-    "ratings.dat": re.compile(r"\d+::\d+::[0-9.]+::\d+"),
-    "u.data": re.compile(r"\d+\t\d+\t\d+\t\d+"),
-}
 
 
 def is_movielens_ratings_file(path: Path) -> bool:
