@@ -38,11 +38,6 @@ class History:
     feedback: int  # how many of the items come from stored feedback
 
 
-def _as_int(text: str) -> int | None:
-    """``text`` as an id-map integer (ASCII digits, 64 bits), or None when it is not one."""
-    return parse_int_id(text)
-
-
 def ids_for(idmap: IdMap, values: Sequence[str | int]) -> np.ndarray:
     """External ids as an array ``idmap`` reads; in a numeric map, a number too large for it is
     an unknown id, named (instead of an overflow deep in numpy)."""
@@ -51,7 +46,7 @@ def ids_for(idmap: IdMap, values: Sequence[str | int]) -> np.ndarray:
         for t in texts:
             if len(t) < 19:  # at most 18 digits: within 64 bits whatever they are
                 continue
-            if _as_int(t) is None and t.strip().lstrip("+-").isdigit():
+            if parse_int_id(t) is None and t.strip().lstrip("+-").isdigit():
                 raise UnknownIdError(f"unknown {idmap.name}: {t!r}")
     return np.asarray(texts)
 
@@ -60,14 +55,14 @@ def canonical_user(sm: ServedModel, user: str | int) -> str:
     """The store key of a user: the model's own spelling of a known id ("042" and 42 are user 42
     in a numeric id map), else the id as given."""
     text = str(user)
-    n = _as_int(text) if sm.model.users.is_numeric else None
+    n = parse_int_id(text) if sm.model.users.is_numeric else None
     return text if n is None else str(n)
 
 
 def public_user(sm: ServedModel, user: str | int) -> str | int:
     """A user id as responses show it: an integer where the model's user ids are integers."""
     text = canonical_user(sm, user)
-    n = _as_int(text) if sm.model.users.is_numeric else None
+    n = parse_int_id(text) if sm.model.users.is_numeric else None
     return text if n is None else n
 
 
