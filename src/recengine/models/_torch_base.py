@@ -209,7 +209,13 @@ class TorchRecommender(Recommender):
         return None if values is None else torch.tensor(values, dtype=torch.float32, device=device)
 
     # ----- inference -------------------------------------------------------------------------------
-    def _predict(self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]) -> FloatArray:
+    def _predict(
+        self,
+        users: npt.NDArray[np.int64],
+        items: npt.NDArray[np.int64],
+        sessions: npt.NDArray[np.int64] | None = None,
+    ) -> FloatArray:
+        """Batched predictions; ``sessions`` (a context id per pair) for networks built with them."""
         net = self._net().eval()
         dev = _device(net)
         values = self._values_tensor(dev)
@@ -218,7 +224,8 @@ class TorchRecommender(Recommender):
             for s in range(0, len(users), PAIR_CHUNK):
                 u = torch.from_numpy(users[s : s + PAIR_CHUNK]).to(dev)
                 i = torch.from_numpy(items[s : s + PAIR_CHUNK]).to(dev)
-                out[s : s + len(u)] = to_rating(net(u, i), values, self._argmax()).cpu().numpy()
+                c = None if sessions is None else torch.from_numpy(sessions[s : s + PAIR_CHUNK]).to(dev)
+                out[s : s + len(u)] = to_rating(net(u, i, c), values, self._argmax()).cpu().numpy()
         return out
 
     def _grid(self, u: Tensor, iv: Tensor, values: Tensor | None) -> Tensor:

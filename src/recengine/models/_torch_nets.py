@@ -48,8 +48,17 @@ class PairNet(nn.Module):
         pairs = self.combine(u.repeat_interleave(n, dim=0), i.repeat(b, 1))
         return pairs.reshape(b, n, self.out_dim)
 
-    def forward(self, users: Tensor, items: Tensor) -> Tensor:
-        return self.combine(self.user_side(users), self.item_side(items))
+    def with_context(self, u: Tensor, sessions: Tensor) -> Tensor:
+        """User side vectors moved by each row's context (a session); only networks built with one."""
+        raise TypeError(f"{type(self).__name__} takes no context beside the user")
+
+    def context_penalty(self, sessions: Tensor) -> Tensor:
+        """(B,) squared norms of the context parameters each row reads (for their own shrinkage)."""
+        raise TypeError(f"{type(self).__name__} takes no context beside the user")
+
+    def forward(self, users: Tensor, items: Tensor, sessions: Tensor | None = None) -> Tensor:
+        u = self.user_side(users)
+        return self.combine(u if sessions is None else self.with_context(u, sessions), self.item_side(items))
 
 
 def embedding_table(n: int, width: int, zero_columns: int, std: float, sparse: bool) -> nn.Embedding:
@@ -123,11 +132,14 @@ class RatingTask:
 
     val_metric = "rmse"
 
-    def __init__(self, module: PairNet, values: Tensor | None, reg: float, argmax: bool) -> None:
+    def __init__(
+        self, module: PairNet, values: Tensor | None, reg: float, argmax: bool, session_reg: float = 0.0
+    ) -> None:
         self.module = module
         self.values = values
         self.reg = reg
         self.argmax = argmax
+        self.session_reg = session_reg
 
     def _values(self, device: torch.device) -> Tensor | None:
         if self.values is not None and self.values.device != device:
@@ -137,14 +149,20 @@ class RatingTask:
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         u = self.module.user_side(batch["user"])
         i = self.module.item_side(batch["item"])
-        out = self.module.combine(u, i)
+        sessions = batch.get("session")
+        # A row's session moves its user's side; the session is shrunk on its own, not with the user.
+        out = self.module.combine(u if sessions is None else self.module.with_context(u, sessions), i)
         label = batch["label"] if self.values is not None else None
-        return rating_loss(
+        loss = rating_loss(
             out, batch["target"], label, u, i, self.reg, batch.get("user_weight"), batch.get("item_weight")
         )
+        if sessions is not None and self.session_reg > 0:
+            penalty = self.module.context_penalty(sessions) * batch["session_weight"]
+            loss = loss + self.session_reg * torch.mean(penalty)
+        return loss
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
-        out = self.module(batch["user"], batch["item"])
+        out = self.module(batch["user"], batch["item"], batch.get("session"))
         if self.val_metric == "cross_entropy":  # a classifier over unordered classes: P(the true one)
             return torch.softmax(out, dim=-1).gather(-1, batch["label"].long().unsqueeze(-1))[..., 0]
         return to_rating(out, self._values(batch["user"].device), self.argmax)

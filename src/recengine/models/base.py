@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 FloatArray = npt.NDArray[np.float64]
 
 
+#: A query time earlier than any (int64's least): what a query of a batch without a time of its own
+#: carries to :meth:`Recommender.predict_internal`, so that a time context finds nothing for it.
+NO_TIME = int(np.iinfo(np.int64).min)
+
+
 class Params(BaseModel):
     """Hyperparameters: data that round-trips to JSON; unknown names are rejected by name."""
 
@@ -225,8 +230,13 @@ class Recommender(ABC):
         return self
 
     # ----- internal-id scoring -----------------------------------------------------------------
-    def predict_internal(self, users: npt.ArrayLike, items: npt.ArrayLike) -> FloatArray:
-        """Predicted ratings for internal id pairs, clipped to the training data's scale."""
+    def predict_internal(
+        self, users: npt.ArrayLike, items: npt.ArrayLike, timestamps: npt.ArrayLike | None = None
+    ) -> FloatArray:
+        """Predicted ratings for internal id pairs, clipped to the training data's scale.
+
+        ``timestamps`` (seconds, one per pair) are the time of each query: a model with a time
+        context (object2vec's sessions) reads them, every other model predicts as without."""
         if not self.capabilities.rating:
             raise CapabilityError(f"{self.name} ranks items but does not predict ratings")
         u = np.asarray(users, dtype=np.int64)
@@ -234,7 +244,16 @@ class Recommender(ABC):
         if u.shape != i.shape:
             raise ValueError("users and items must have the same length")
         self._check_range(u, i)
-        out = self._predict(u, i)
+        if timestamps is None:
+            out = self._predict(u, i)
+        else:
+            t = np.asarray(timestamps)
+            if t.shape != u.shape or t.dtype.kind not in "iu":
+                raise DataError(
+                    f"timestamps must be one integer (seconds) per pair: got {t.dtype} of shape {t.shape} "
+                    f"for {len(u)} pairs"
+                )
+            out = self._predict_at(u, i, t.astype(np.int64))
         return self.scale.clip(out) if self.scale is not None else out
 
     def score(self, users: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -247,6 +266,12 @@ class Recommender(ABC):
 
     def _predict(self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]) -> FloatArray:
         raise CapabilityError(f"{self.name} does not predict ratings")
+
+    def _predict_at(
+        self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64], timestamps: npt.NDArray[np.int64]
+    ) -> FloatArray:
+        """Predictions at the given times; a model without a time context ignores them."""
+        return self._predict(users, items)
 
     def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.floating]:
         """Default: rank by predicted rating for every item (fine for models with cheap predictions)."""
@@ -262,9 +287,12 @@ class Recommender(ABC):
             raise DataError(f"{self.name}: internal item id out of range 0..{len(self.items) - 1}")
 
     # ----- external-id edge --------------------------------------------------------------------
-    def predict(self, users: npt.ArrayLike, items: npt.ArrayLike) -> FloatArray:
-        """Predicted ratings for external (user, item) ids; unknown ids raise UnknownIdError."""
-        return self.predict_internal(self.users.to_internal(users), self.items.to_internal(items))
+    def predict(
+        self, users: npt.ArrayLike, items: npt.ArrayLike, timestamps: npt.ArrayLike | None = None
+    ) -> FloatArray:
+        """Predicted ratings for external (user, item) ids (at the given times, see
+        :meth:`predict_internal`); unknown ids raise UnknownIdError."""
+        return self.predict_internal(self.users.to_internal(users), self.items.to_internal(items), timestamps)
 
     def recommend(
         self,

@@ -24,10 +24,11 @@ from recengine.models.object2vec.sampling import sample_negatives
 
 
 def training_arrays(
-    train: Interactions, p: Object2VecParams
+    train: Interactions, p: Object2VecParams, sessions: npt.NDArray[np.int64] | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, Any], RatingScale | None]:
-    """The loop's arrays (user, item, target, label for softmax, per-row L2 weights), what was done
-    (rows, negatives), and the scale of the labels when they are not the data's ratings."""
+    """The loop's arrays (user, item, target, label for softmax, per-row L2 weights, each row's
+    session id when ``sessions`` are given: sampled negatives have none), what was done (rows,
+    negatives), and the scale of the labels when they are not the data's ratings."""
     values = train.values().astype(np.float32)
     info: dict[str, Any] = {"rows": len(train)}
     lt, sc = p.label_threshold, train.scale
@@ -83,6 +84,12 @@ def training_arrays(
     elif p.label_threshold is not None or p.negative_sampling_rate > 0:
         scale = RatingScale(0.0, 1.0, 1.0)
     arrays: dict[str, np.ndarray] = {"user": users, "item": items, "target": values}
+    if sessions is not None:  # and 1 / its row count, so that each session is shrunk alike
+        arrays["session"] = np.concatenate([sessions, np.zeros(len(users) - len(train), dtype=np.int64)])
+        counts = np.bincount(arrays["session"])
+        arrays["session_weight"] = np.where(
+            arrays["session"] > 0, 1.0 / counts[arrays["session"]], 0.0
+        ).astype(np.float32)
     if p.output_layer == "softmax":
         arrays["label"] = values.astype(np.int64) if classes is None else classes
     if p.reg > 0 and p.reg_power > 0:  # the shared base's per-row L2 weights

@@ -156,6 +156,7 @@ class NetSpec:
     # Tied tables over one token space (JSON Lines pairs): token t is one row on both sides. Without
     # it (users and items) side 1's tokens are placed after side 0's.
     shared_vocab: bool = False
+    sessions: int = 0  # rows of the session bias table (sessions + the empty row 0); 0: no sessions
 
 
 def build_encoder(network: str, embedding: nn.Embedding, enc_dim: int, layers: int, width: int) -> Encoder:
@@ -228,6 +229,13 @@ class Object2VecNet(PairNet):
                 torch.ones(1) if spec.out_dim == 1 else torch.arange(spec.out_dim) - (spec.out_dim - 1) / 2
             )
             self.register_buffer("bias_direction", direction.float())
+        if spec.sessions:
+            # A bias per session, added to the user's: how far the sitting's ratings lie from the
+            # user's usual level (a vector per session, fitted on two or three ratings, overfits).
+            if not spec.bias:
+                raise ValueError("sessions are bias terms: a network with sessions needs bias terms")
+            self.session = nn.Embedding(spec.sessions, 1, padding_idx=0, sparse=spec.sparse)
+            nn.init.zeros_(self.session.weight)
         if spec.history:
             # Small start: the history refines what the id and side tokens say about a user.
             self.history = self._history_table(
@@ -333,6 +341,18 @@ class Object2VecNet(PairNet):
 
     def item_side(self, items: Tensor) -> Tensor:
         return self.encode(1, self._train_tokens(1, self.get_buffer("item_tokens")[items]))
+
+    def with_context(self, u: Tensor, sessions: Tensor) -> Tensor:
+        """User side vectors (B, side_dim) moved by their rows' sessions (B,); session 0 moves nothing."""
+        if not self.spec.sessions:  # built without session_gap
+            return super().with_context(u, sessions)
+        d = self.spec.enc_dim
+        return torch.cat([u[:, :d], u[:, d:] + self.session(sessions)], dim=1)
+
+    def context_penalty(self, sessions: Tensor) -> Tensor:
+        if not self.spec.sessions:
+            return super().context_penalty(sessions)
+        return self.session(sessions)[:, 0].pow(2)
 
     def vectors(self, side: Tensor) -> Tensor:
         """Side vectors without the bias column: what embeddings and cosine similarity read."""

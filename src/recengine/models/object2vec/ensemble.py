@@ -87,6 +87,15 @@ class Object2VecEnsemble(PairNet):
     def item_side(self, items: Tensor) -> Tensor:
         return torch.cat([m.item_side(items) for m in self._members()], dim=-1)
 
+    def with_context(self, u: Tensor, sessions: Tensor) -> Tensor:
+        return torch.cat(
+            [m.with_context(p, sessions) for m, p in zip(self._members(), self._parts(u), strict=True)],
+            dim=-1,
+        )
+
+    def context_penalty(self, sessions: Tensor) -> Tensor:
+        return torch.stack([m.context_penalty(sessions) for m in self._members()]).sum(dim=0)
+
     def combine(self, u: Tensor, i: Tensor) -> Tensor:
         outs = [
             m.combine(a, b) for m, a, b in zip(self._members(), self._parts(u), self._parts(i), strict=True)

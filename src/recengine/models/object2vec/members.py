@@ -57,6 +57,7 @@ class MemberInputs:
     val_metric: str | None
     resume: bool
     identity: dict[str, Any] | None = None  # the model's own settings, which a resumed member must share
+    session_reg: float = 0.0  # the pull of each session's bias toward none (sessions only)
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def train_member(
     if shared.center:
         center_output(net, arrays["target"], arrays.get("label"), shared.values)
     vals = None if shared.values is None else torch.tensor(shared.values, dtype=torch.float32)
-    task = RatingTask(net, vals, shared.reg, False)
+    task = RatingTask(net, vals, shared.reg, False, shared.session_reg)
     if shared.val_metric is not None:
         task.val_metric = shared.val_metric
     with torch.sparse.check_sparse_tensor_invariants(enable=False):  # as the base does for Adagrad
@@ -176,7 +177,10 @@ def write_jobs(
     if shared.values is not None:
         data["table.values"] = shared.values
     settings = {
-        "shared": {k: getattr(shared, k) for k in ("center", "reg", "val_metric", "resume", "identity")},
+        "shared": {
+            k: getattr(shared, k)
+            for k in ("center", "reg", "val_metric", "resume", "identity", "session_reg")
+        },
         "jobs": [
             {
                 "seed": job.seed,

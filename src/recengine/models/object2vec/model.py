@@ -39,9 +39,11 @@ from recengine.models.object2vec.encoders import NetSpec, Object2VecNet
 from recengine.models.object2vec.ensemble import Object2VecEnsemble
 from recengine.models.object2vec.members import MemberInputs, MemberJob, plan_processes, train_members
 from recengine.models.object2vec.params import Object2VecParams
+from recengine.models.object2vec.sessions import Sessions
 from recengine.training.device import cpu_count, resolve_device
 
 LAYOUT_KEY = "object2vec.layout"  # JSON of the token layout, stored as uint8 bytes among the arrays
+SESSIONS_KEY = "object2vec.sessions."  # the training sessions' user, start and end arrays
 
 
 class Object2Vec(TorchRecommender):
@@ -61,6 +63,7 @@ class Object2Vec(TorchRecommender):
         self._user_frame: pl.DataFrame | None = None
         self._pending_pairs: tuple[tk.TokenTable, tk.TokenTable, tuple[int, int]] | None = None
         self.layout: dict[str, Any] = {}
+        self.sessions: Sessions | None = None
 
     # ----- training data ---------------------------------------------------------------------------
     def fit_pairs(
@@ -88,11 +91,22 @@ class Object2Vec(TorchRecommender):
 
     def _fit(self, train: Interactions) -> None:
         p = self.params
-        arrays, info, scale = training_arrays(train, p)
+        sessions, row_sessions = None, None
+        if p.session_gap is not None:
+            if self._pending_pairs is not None:
+                raise ConfigError(
+                    "session_gap needs the time of each rating; JSON Lines pairs have none, so leave it out"
+                )
+            sessions, row_sessions = Sessions.fit(train.user, train.timestamp, p.session_gap)
+        arrays, info, scale = training_arrays(train, p, row_sessions)
         if scale is not None:  # binary or class labels: predictions are P(label = 1) or the class
             self._scale = scale
         user_table, item_table, raw = self._tables(train)
         self.layout = self._layout(user_table, item_table, raw)
+        self.sessions = sessions
+        if sessions is not None:
+            self.layout["sessions"] = {"gap": sessions.gap, "rows": sessions.rows}
+            info["sessions"] = sessions.rows - 1
         if "positive_classes" in info:
             self.layout["positive_classes"] = info["positive_classes"]
         p = p.resolved(int(self.layout["vocab"][0]) + int(self.layout["vocab"][1]))
@@ -128,6 +142,7 @@ class Object2Vec(TorchRecommender):
             val_metric=_val_metric(p, values),
             resume=self.resume,
             identity=self.model_settings(),
+            session_reg=p.session_reg,
         )
         processes = self._member_processes(p, n_members, len(arrays["target"]))
         threads = p.threads if processes == 1 else (p.threads or max(1, cpu_count() // processes))
@@ -276,6 +291,7 @@ class Object2Vec(TorchRecommender):
             history_items=int(table.get("items", 0)),
             item_history=item_history,
             shared_vocab=bool(self.layout.get("shared_vocab", False)),
+            sessions=int((self.layout.get("sessions") or {}).get("rows", 0)),
         )
 
     @property
@@ -441,6 +457,15 @@ class Object2Vec(TorchRecommender):
             return pred
         return self.scale.clip(pred) if self.scale is not None else pred
 
+    def _predict_at(
+        self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64], timestamps: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float64]:
+        """With sessions, each pair is predicted in the user's training session its time falls in (as
+        without sessions where it falls in none); without them the times change nothing."""
+        if self.sessions is None:
+            return self._predict(users, items)
+        return self._predict(users, items, self.sessions.lookup(users, timestamps))
+
     # ----- embeddings ------------------------------------------------------------------------------
     def _side_all(self, side: int) -> npt.NDArray[np.float32]:
         net = self._o2v().eval()
@@ -464,6 +489,8 @@ class Object2Vec(TorchRecommender):
 
         arrays = module_state_arrays(self._net())
         arrays[LAYOUT_KEY] = np.frombuffer(json.dumps(self.layout).encode(), dtype=np.uint8).copy()
+        if self.sessions is not None:
+            arrays.update({SESSIONS_KEY + k: v for k, v in self.sessions.arrays().items()})
         return arrays
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -474,6 +501,18 @@ class Object2Vec(TorchRecommender):
         if raw is None:
             raise DataError(f"object2vec state lacks its token layout ({LAYOUT_KEY})")
         self.layout = json.loads(bytes(np.asarray(raw, dtype=np.uint8)).decode())
+        stored = {
+            k.removeprefix(SESSIONS_KEY): arrays.pop(k) for k in list(arrays) if k.startswith(SESSIONS_KEY)
+        }
+        self.sessions = None
+        if self.layout.get("sessions"):
+            info = self.layout["sessions"]
+            if not stored:
+                raise DataError("object2vec state names sessions but lacks their arrays")
+            self.sessions = Sessions.from_arrays(int(info["gap"]), stored)
+            if self.sessions.rows != int(info["rows"]):
+                held, named = self.sessions.rows - 1, int(info["rows"]) - 1
+                raise DataError(f"object2vec state holds {held} sessions, its layout names {named}")
         prefix = "members.0." if int(self.layout.get("members", 1)) > 1 else ""
         users, items = arrays.get(f"{prefix}user_tokens"), arrays.get(f"{prefix}item_tokens")
         if users is None or items is None:

@@ -188,6 +188,21 @@ class Object2VecParams(TorchRatingParams):
         "user_history=mixed the halves cross, so four members hold each combination once)",
     )
 
+    session_gap: int | None = Field(
+        None,
+        ge=0,
+        le=10 * 365 * 86400,
+        description="seconds: a user's ratings at most this far apart in time form one session, whose "
+        "bias joins the user's (timeSVD++'s day bias, per sitting); a query given its time reads the "
+        "session it falls in. Needs timestamps and bias terms; None: no sessions",
+    )
+    session_reg: float = Field(
+        3.0,
+        ge=0,
+        description="L2 on each session's bias, per session whatever its size: it is shrunk toward "
+        "none as if it held this many more ratings at the user's level",
+    )
+
     history_max_len: int = Field(
         1_000,
         ge=1,
@@ -330,6 +345,8 @@ class Object2VecParams(TorchRatingParams):
                 "shared_encoder needs tied_token_embedding_weight and the same network, token "
                 "embedding size, layers and filter width on both sides"
             )
+        if self.session_gap is not None and not self.bias_terms:
+            raise ValueError("session_gap adds a bias per session: it needs bias_terms=true")
         if self.rating_classes and (
             self.output_layer != "softmax" or self.label_threshold is None or self.negative_sampling_rate
         ):
