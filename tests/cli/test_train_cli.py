@@ -455,3 +455,35 @@ def test_predict_answers_json_lines_instances_as_the_endpoint_does(model_dir, tm
     )
     failed(p, "--unknown skip applies to CSV input")
     assert not any((tmp_path / n).exists() for n in ("b.jsonl", "c.jsonl", "d.jsonl", "m.jsonl"))
+
+
+def test_predict_reads_the_query_time_for_a_model_with_sessions(tmp_path, run):
+    """A timestamp column in --input reaches a model with sessions (each row predicted in the
+    sitting it falls in); a time that is not whole seconds is named by its line."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(1, 21):
+        for k, good in enumerate(rng.permutation([True, False])):  # one good and one bad sitting
+            for j, i in enumerate(rng.permutation(30)[:6] + 1 + 30 * k):
+                rows.append(f"{u},{i},{5 if good else 1},{1_000_000 + 86_400 * k + j}\n")
+    data = tmp_path / "ratings.csv"
+    data.write_text("user,item,rating,timestamp\n" + "".join(rows))
+    out = tmp_path / "o2v"
+    small = ["--set", "epochs=15", "--set", "members=1", "--set", "enc_dim=8", "--set", "threads=1"]
+    small += ["--set", "session_gap=60", "--set", "session_reg=0.5", "--set", "val_fraction=0"]
+    p = run("train", "object2vec", "--data", str(data), "--out", str(out), *small, "--json")
+    assert p.returncode == 0, p.stderr
+    m = artifacts.load(out)
+    queries = tmp_path / "queries.csv"
+    queries.write_text("user,item,timestamp\n1,7,1000003\n1,7,1086403\n1,7,99\n")
+    p = run("predict", str(out), "--input", str(queries), "--output", str(tmp_path / "pred.csv"))
+    assert p.returncode == 0, p.stderr
+    got = pl.read_csv(tmp_path / "pred.csv")["prediction"].to_numpy()
+    uu, ii = m.users.to_internal([1, 1, 1]), m.items.to_internal([7, 7, 7])
+    np.testing.assert_allclose(got, m.predict_internal(uu, ii, [1_000_003, 1_086_403, 99]), rtol=1e-5)
+    assert len(set(np.round(got, 6))) == 3  # two sittings and none: three levels
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,timestamp\n1,7,1000003\n1,7,1.5\n")
+    failed(
+        run("predict", str(out), "--input", str(bad), "--output", str(tmp_path / "b.csv")), "line 3", "1.5"
+    )

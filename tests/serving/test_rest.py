@@ -232,6 +232,34 @@ def test_predictions(client: TestClient, model_dirs: dict[str, Path]) -> None:
     assert huge.status_code == 404 and str(2**70) in huge.json()["detail"]
 
 
+def test_predictions_at_a_time_for_a_model_with_sessions(tmp_path: Path) -> None:
+    """A pair's timestamp reaches a model with sessions; pairs without one are predicted in none,
+    as the model predicts without a time; a bad time is a 422."""
+    from recengine.models.object2vec import Object2Vec
+    from tests.models.test_object2vec_sessions import FAST, moods
+
+    train, _ = moods()
+    m = Object2Vec(FAST, session_gap=60, session_reg=0.5, epochs=10).fit(train)
+    c = TestClient(create_app([("o2v", artifacts.save(m, tmp_path / "o2v"))], store_url=tmp_path / "f.db"))
+    with c:
+        t = int(train.timestamp[0])  # type: ignore[index]
+        user, item = int(train.users.external[train.user[0]]), int(train.items.external[train.item[0]])
+        pairs = [
+            {"user": user, "item": item, "timestamp": t},
+            {"user": user, "item": item},
+            {"user": user, "item": item, "timestamp": t + 10**7},
+        ]
+        got = [p["prediction"] for p in _ok(c.post("/v1/predictions", json={"pairs": pairs}))["predictions"]]
+        u, i = train.user[:1].repeat(3), train.item[:1].repeat(3)
+        want = m.predict_internal(u, i, [t, -(2**63), t + 10**7])
+        assert got == pytest.approx(want.tolist()) and got[1] == pytest.approx(got[2]) != got[0]
+        untimed = _ok(c.post("/v1/predictions", json={"pairs": pairs[1:2]}))["predictions"][0]["prediction"]
+        assert untimed == pytest.approx(m.predict_internal(u[:1], i[:1])[0])
+        for bad in ("1.5e9", 1.5, 2**63):
+            body = {"pairs": [{"user": user, "item": item, "timestamp": bad}]}
+            assert c.post("/v1/predictions", json=body).status_code == 422
+
+
 def test_search(client: TestClient) -> None:
     body = _ok(client.get("/v1/items", params={"q": "star wars"}))
     assert body["items"][0]["title"] == "Star Wars"

@@ -32,7 +32,8 @@ def predict(
         Path,
         typer.Option(
             "--input",
-            help="CSV with columns user,item (TSV by .tsv), or SageMaker JSON Lines instances (in0, in1)",
+            help="CSV with columns user,item[,timestamp] (TSV by .tsv; the time, in seconds, is what a "
+            "model with sessions reads), or SageMaker JSON Lines instances (in0, in1)",
         ),
     ],
     output: Annotated[
@@ -83,7 +84,9 @@ def predict(
             r + 2,
         )
     ok = ~bad
-    preds = m.predict_internal(u[ok], i[ok]) if bool(ok.any()) else np.zeros(0)
+    times = _times(pairs, input_)
+    at = None if times is None else times[ok]
+    preds = m.predict_internal(u[ok], i[ok], at) if bool(ok.any()) else np.zeros(0)
     df = pl.DataFrame({"user": users_s.filter(ok), "item": items_s.filter(ok), "prediction": preds})
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
@@ -169,7 +172,29 @@ def _read_pairs(path: Path) -> pl.DataFrame:
             path,
             1,
         )
-    return df.select(pl.col(names["user"]).alias("user"), pl.col(names["item"]).alias("item"))
+    cols = [pl.col(names["user"]).alias("user"), pl.col(names["item"]).alias("item")]
+    time = next((lower[a] for a in ("timestamp", "time", "ts") if a in lower), None)
+    if time is not None:
+        cols.append(pl.col(time).alias("timestamp"))
+    return df.select(cols)
+
+
+def _times(pairs: pl.DataFrame, path: Path) -> np.ndarray | None:
+    """The timestamp column as integer seconds (None without one); a row without one is named."""
+    import numpy as np
+
+    from recengine.errors import DataError
+
+    if "timestamp" not in pairs.columns:
+        return None
+    text = pairs["timestamp"].str.strip_chars().fill_null("").to_list()
+    out = np.empty(len(text), dtype=np.int64)
+    for k, t in enumerate(text):
+        digits = t[1:] if t[:1] in "+-" else t
+        if not (digits.isascii() and digits.isdigit()) or not -(2**63) <= int(t) < 2**63:
+            raise DataError(f"timestamp {t!r} is not whole seconds (an integer)", path, k + 2)
+        out[k] = int(t)
+    return out
 
 
 def _lookup(idmap: IdMap, values: pl.Series) -> np.ndarray:

@@ -283,7 +283,7 @@ def create_app(
     async def predictions(sm: Served, req: PredictRequest) -> Response:
         """Predicted ratings (probability of class 1 for a binary model) for (user, item) pairs."""
         users, items = [p.user for p in req.pairs], [p.item for p in req.pairs]
-        pred = service.predict_pairs(sm, users, items).tolist()
+        pred = service.predict_pairs(sm, users, items, [p.timestamp for p in req.pairs]).tolist()
         rows = [{"user": u, "item": i, "prediction": p} for u, i, p in zip(users, items, pred, strict=True)]
         return _json(Predictions(model=sm.ref, kind=sm.kind, predictions=rows))  # type: ignore[arg-type]
 

@@ -105,6 +105,13 @@ class Explanation(BaseModel):
 class Pair(_Body):
     user: ExternalId
     item: ExternalId
+    timestamp: int | None = Field(
+        None,
+        ge=-(2**63),
+        lt=2**63,
+        description="the query's time in seconds: a model with sessions predicts the pair in the user's "
+        "sitting it falls in; other models ignore it",
+    )
 
 
 class PredictRequest(_Body):

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from recengine.data.interactions import IdMap, parse_int_id
 from recengine.errors import CapabilityError, DataError, UnknownIdError
+from recengine.models.base import NO_TIME
 from recengine.models.explain import METHOD, explain_item
 from recengine.serving.models import ServedModel
 from recengine.serving.store import FeedbackStore, StoredRating
@@ -236,9 +237,18 @@ def explain(sm: ServedModel, store: FeedbackStore, user: str, item: str, k: int)
     }
 
 
-def predict_pairs(sm: ServedModel, users: Sequence[str | int], items: Sequence[str | int]) -> np.ndarray:
-    """Ratings (or probabilities of class 1) for pairs of known users and items, in one call."""
-    return sm.model.predict(ids_for(sm.model.users, users), ids_for(sm.model.items, items))
+def predict_pairs(
+    sm: ServedModel,
+    users: Sequence[str | int],
+    items: Sequence[str | int],
+    times: Sequence[int | None] | None = None,
+) -> np.ndarray:
+    """Ratings (or probabilities of class 1) for pairs of known users and items, in one call; a pair's
+    time (seconds), where given, is read by a model with sessions (a pair without one is in none)."""
+    at = None
+    if times is not None and any(t is not None for t in times):
+        at = np.asarray([NO_TIME if t is None else t for t in times], dtype=np.int64)
+    return sm.model.predict(ids_for(sm.model.users, users), ids_for(sm.model.items, items), at)
 
 
 def add_ratings(
