@@ -561,16 +561,17 @@ def test_negative_sampling_never_emits_a_known_positive_and_respects_the_rate():
     known = set(zip(users, items, strict=True))
     for mode in ("uniform", "popularity"):
         for seed in range(20):
-            nu, ni, short = sample_negatives(u, i, n_items, 3, mode, seed)
+            nu, ni, short, rows = sample_negatives(u, i, n_items, 3, mode, seed)
             assert short == 0
             assert not known & set(zip(nu.tolist(), ni.tolist(), strict=True))
+            np.testing.assert_array_equal(u[rows], nu)  # each negative names the row it was drawn for
             np.testing.assert_array_equal(
                 np.bincount(nu, minlength=n_users), 3 * np.bincount(u, minlength=n_users)
             )
     # a user with the whole catalog cannot get negatives: counted, not invented
     full_u = np.array([0] * n_items + [1])
     full_i = np.array([*range(n_items), 0])
-    nu, ni, short = sample_negatives(full_u, full_i, n_items, 2, "uniform", 0)
+    nu, ni, short, _ = sample_negatives(full_u, full_i, n_items, 2, "uniform", 0)
     assert short == 2 * n_items and set(nu.tolist()) == {1} and 0 not in ni
 
 
@@ -578,8 +579,9 @@ def test_negatives_are_drawn_per_positive_and_avoid_every_known_pair():
     users = np.array([0, 0, 0, 1, 1])
     items = np.array([0, 1, 2, 0, 3])
     positive = np.array([True, False, False, True, True])
-    nu, ni, _ = sample_negatives(users, items, 6, 4, "uniform", 0, positive=positive)
+    nu, ni, _, rows = sample_negatives(users, items, 6, 4, "uniform", 0, positive=positive)
     assert np.bincount(nu).tolist() == [4, 8]  # rate × the user's positives
+    assert np.bincount(rows).tolist() == [4, 0, 0, 4, 4]  # drawn for the positive rows only
     assert not set(zip(nu.tolist(), ni.tolist(), strict=True)) & set(zip(users, items, strict=True))
     with pytest.raises(ValueError, match="one flag per row"):
         sample_negatives(users, items, 6, 1, positive=positive[:2])
@@ -624,7 +626,7 @@ def test_labels_with_negative_sampling(tmp_path: Path):
 def test_popularity_sampling_prefers_popular_items():
     users = np.repeat(np.arange(200), 2)
     items = np.where(np.arange(400) % 2 == 0, 0, 1 + np.arange(400) % 50)
-    _, ni, _ = sample_negatives(users, items, 200, 1, "popularity", 0)
+    _, ni, _, _ = sample_negatives(users, items, 200, 1, "popularity", 0)
     counts = np.bincount(ni, minlength=200)
     assert counts[1:51].sum() > 0.9 * len(ni)  # only items with training rows are drawn
 

@@ -14,6 +14,7 @@ from recengine.data.pairs import interactions_to_pairs
 from recengine.errors import ConfigError, DataError
 from recengine.models.baselines import Bias
 from recengine.models.object2vec import Object2Vec
+from recengine.models.object2vec.data import training_arrays
 from recengine.models.object2vec.sessions import Sessions
 
 FAST: dict[str, Any] = {
@@ -71,6 +72,21 @@ def test_both_ways_of_looking_up_agree():
     # A training row's own time finds its own session.
     _, ids = Sessions.fit(users, times, gap=300)
     np.testing.assert_array_equal(s.lookup(users, times), ids)
+
+
+@pytest.mark.parametrize(
+    "times",
+    [[-5, 2**63 - 1], [2**63 - 6, 2**63 - 2], [-(2**63) + 5, -(2**63) + 10], [-(2**63), 2**63 - 1]],
+)
+def test_times_at_the_ends_of_int64_neither_wrap_nor_fail(times):
+    s, ids = Sessions.fit(np.array([0, 0]), np.array(times), gap=60)
+    apart = times[1] - times[0] > 60  # exact in Python
+    np.testing.assert_array_equal(ids, [1, 2] if apart else [1, 1])
+    np.testing.assert_array_equal(s.lookup(np.array([0, 0]), np.array(times)), ids)  # its own session
+    far = [-(2**63), -(2**63) + 70, 2**63 - 70, 2**63 - 1]
+    spans = [(int(a) - 60, int(b) + 60) for a, b in zip(s.start, s.end, strict=True)]  # exact
+    want = [max((k + 1 for k, (a, b) in enumerate(spans) if a <= t <= b), default=0) for t in far]
+    np.testing.assert_array_equal(s.lookup(np.zeros(4, dtype=np.int64), np.array(far)), want)
 
 
 def test_sessions_need_timestamps_and_interactions():
@@ -151,6 +167,24 @@ def test_session_rows_get_gradients_and_the_empty_row_stays_zero():
     torch.testing.assert_close(net.context_penalty(s), torch.stack([table[1, 0] ** 2, table[0, 0]]))
     with pytest.raises(TypeError, match="takes no context"):
         Object2Vec(FAST, epochs=1).fit(train).net.with_context(u, s)  # type: ignore[union-attr]
+
+
+def test_a_negative_shares_its_positives_session():
+    """Sampled negatives are items not chosen in their positive's sitting, so a session's bias weighs
+    its positives against its own negatives and does not learn that every sitting row is a 1."""
+    train, test = moods()
+    labels = (train.values() > 3).astype(np.float32)
+    m = Object2Vec(
+        FAST, session_gap=60, session_reg=0.5, epochs=15, negative_sampling_rate=3, label_threshold=3
+    )
+    arrays, _, _ = training_arrays(train, m.params, Sessions.fit(train.user, train.timestamp, 60)[1])
+    n = len(train)
+    assert arrays["session"][n:].min() > 0 and len(arrays["session"]) == n + 3 * int(labels.sum())
+    m.fit(train)
+    items = np.random.default_rng(0).integers(0, len(m.items), len(test))
+    timed = m.predict_internal(test.user, items, test.timestamp).mean()
+    untimed = m.predict_internal(test.user, items).mean()
+    assert abs(timed - untimed) < 0.15, (timed, untimed)  # unseen items do not look liked in a sitting
 
 
 def test_session_reg_shrinks_the_session_biases():

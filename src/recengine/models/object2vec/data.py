@@ -27,8 +27,8 @@ def training_arrays(
     train: Interactions, p: Object2VecParams, sessions: npt.NDArray[np.int64] | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, Any], RatingScale | None]:
     """The loop's arrays (user, item, target, label for softmax, per-row L2 weights, each row's
-    session id when ``sessions`` are given: sampled negatives have none), what was done (rows,
-    negatives), and the scale of the labels when they are not the data's ratings."""
+    session id when ``sessions`` are given: a sampled negative has its positive's), what was done
+    (rows, negatives), and the scale of the labels when they are not the data's ratings."""
     values = train.values().astype(np.float32)
     info: dict[str, Any] = {"rows": len(train)}
     lt, sc = p.label_threshold, train.scale
@@ -50,13 +50,14 @@ def training_arrays(
     if p.label_threshold is not None:
         values = (values > p.label_threshold).astype(np.float32)
     users, items = train.user.astype(np.int32), train.item.astype(np.int32)
+    row_sessions = sessions
     if p.negative_sampling_rate > 0:
         # Labels (a threshold's 0/1, a pairs file's classes) are kept and each positive row gets its
         # negatives; ratings without a threshold, and implicit rows, are all positives.
         labels = sc is not None and sc.low == 0 and (sc.is_binary or p.output_layer == "softmax")
         if p.label_threshold is None and not labels:
             values = np.ones(len(train), dtype=np.float32)
-        nu, ni, short = sample_negatives(
+        nu, ni, short, drawn_for = sample_negatives(
             train.user,
             train.item,
             train.n_items,
@@ -69,6 +70,8 @@ def training_arrays(
         items = np.concatenate([items, ni])
         values = np.concatenate([values, np.zeros(len(nu), dtype=np.float32)])
         info.update(negatives=len(nu), negatives_short=short)
+        if sessions is not None:  # a negative is an item not chosen in its positive's session
+            row_sessions = np.concatenate([sessions, sessions[drawn_for]])
     learned = classes if classes is not None else values
     if (p.output_layer == "softmax" or p.label_threshold is not None) and len(np.unique(learned)) == 1:
         raise DataError(
@@ -84,8 +87,8 @@ def training_arrays(
     elif p.label_threshold is not None or p.negative_sampling_rate > 0:
         scale = RatingScale(0.0, 1.0, 1.0)
     arrays: dict[str, np.ndarray] = {"user": users, "item": items, "target": values}
-    if sessions is not None:  # and 1 / its row count, so that each session is shrunk alike
-        arrays["session"] = np.concatenate([sessions, np.zeros(len(users) - len(train), dtype=np.int64)])
+    if row_sessions is not None:  # and 1 / its row count, so that each session is shrunk alike
+        arrays["session"] = row_sessions
         counts = np.bincount(arrays["session"])
         arrays["session_weight"] = np.where(
             arrays["session"] > 0, 1.0 / counts[arrays["session"]], 0.0

@@ -24,11 +24,12 @@ def sample_negatives(
     mode: str = "uniform",
     seed: int = 0,
     positive: npt.NDArray[np.bool_] | None = None,
-) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], int]:
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], int, npt.NDArray[np.int64]]:
     """``rate`` negative items for each positive (user, item) row (every row when ``positive`` is
-    None): (users, items, short) where ``short`` counts the negatives that could not be drawn because
-    a user has every item of the catalog already. No negative is a pair among the rows, positive or
-    not; popularity counts every row."""
+    None): (users, items, short, rows) where ``short`` counts the negatives that could not be drawn
+    because a user has every item of the catalog already, and ``rows`` names the row each negative
+    was drawn for (what it shares with it, such as its session). No negative is a pair among the
+    rows, positive or not; popularity counts every row."""
     if rate < 1:
         raise ValueError(f"rate must be at least 1, got {rate}")
     if mode not in ("uniform", "popularity"):
@@ -39,15 +40,17 @@ def sample_negatives(
         raise ValueError(f"positive must have one flag per row ({len(u)}), got {len(positive)}")
     if len(u) == 0:
         empty = np.zeros(0, dtype=np.int32)
-        return empty, empty.copy(), 0
+        return empty, empty.copy(), 0, np.zeros(0, dtype=np.int64)
     known = np.unique(u * n_items + i)
     n_known = np.bincount(u, minlength=int(u.max()) + 1)  # rows per user (keys may repeat)
     known_per_user = np.bincount(known // n_items, minlength=len(n_known))
     full = known_per_user >= n_items
-    out_u = np.repeat(u if positive is None else u[np.asarray(positive, dtype=bool)], rate)
+    source = np.arange(len(u)) if positive is None else np.flatnonzero(np.asarray(positive, dtype=bool))
+    out_rows = np.repeat(source, rate)
+    out_u = u[out_rows]
     keep = ~full[out_u]
     short = int(np.count_nonzero(~keep))
-    out_u = out_u[keep]
+    out_u, out_rows = out_u[keep], out_rows[keep]
     rng = np.random.default_rng([seed, 0x9E6A])
     if mode == "popularity":
         counts = np.bincount(i, minlength=n_items).astype(np.float64)
@@ -74,7 +77,7 @@ def sample_negatives(
         taken = known[(known >= user * n_items) & (known < (user + 1) * n_items)] - user * n_items
         free = np.setdiff1d(np.arange(n_items), taken)
         out_i[k] = int(free[rng.integers(len(free))])
-    return out_u.astype(np.int32), out_i.astype(np.int32), short
+    return out_u.astype(np.int32), out_i.astype(np.int32), short, out_rows.astype(np.int64)
 
 
 def _collides(known: npt.NDArray[np.int64], keys: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
