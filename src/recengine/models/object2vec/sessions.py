@@ -15,12 +15,15 @@ sampled negatives, queries without a time and new users get.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from recengine.errors import DataError
+
+_MIN, _MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ class Sessions:
         order = np.lexsort((t, u))
         su, st = u[order], t[order]
         new = np.ones(len(order), dtype=bool)
-        new[1:] = (su[1:] != su[:-1]) | (st[1:] - st[:-1] > gap)
+        # Within a user the times ascend: their difference as unsigned 64-bit is exact, never wraps.
+        new[1:] = (su[1:] != su[:-1]) | (st[1:].view(np.uint64) - st[:-1].view(np.uint64) > gap)
         ids = np.empty(len(order), dtype=np.int64)
         ids[order] = np.cumsum(new)  # 1..n in (user, time) order
         starts = np.flatnonzero(new)
@@ -70,31 +74,35 @@ class Sessions:
         t = np.asarray(timestamps, dtype=np.int64)
         if t.shape != u.shape:
             raise DataError(f"{len(t)} timestamps were given for {len(u)} queries")
-        out = np.zeros(len(u), dtype=np.int64)
-        lo_t, hi_t = int(self.start.min()) - self.gap, int(self.end.max()) + self.gap
-        near = (t >= lo_t) & (t <= hi_t)  # a time outside every session's widened span has none
+        lo_t, hi_t = int(self.start.min()) - self.gap, int(self.end.max()) + self.gap  # exact (Python)
+        near = (t >= max(lo_t, _MIN)) & (t <= min(hi_t, _MAX))  # outside every widened span: none
         span = hi_t - lo_t + 1
-        if int(max(self.user.max(), u.max(initial=0))) + 1 > (2**62) // span:  # keys would overflow
+        top = int(max(self.user.max(), u.max(initial=0))) + 1
+        if lo_t - self.gap < _MIN or hi_t > _MAX or top > (2**62) // span:  # the keys would not fit
             return self._lookup_each(u, t, near)
         # One search over (user, start) keys: the last session starting no later than time + gap.
         keys = self.user * span + (self.start - lo_t)
-        j = np.searchsorted(keys, u * span + np.clip(t + self.gap - lo_t, 0, span - 1), "right") - 1
+        at = np.minimum(np.clip(t, lo_t, hi_t) - lo_t + self.gap, span - 1)
+        j = np.searchsorted(keys, u * span + at, "right") - 1
         jj = np.maximum(j, 0)
-        hit = near & (j >= 0) & (self.user[jj] == u) & (self.end[jj] + self.gap >= t)
+        hit = near & (j >= 0) & (self.user[jj] == u) & (self.end[jj] >= np.clip(t, lo_t, hi_t) - self.gap)
+        out = np.zeros(len(u), dtype=np.int64)
         out[hit] = jj[hit] + 1
         return out
 
     def _lookup_each(
         self, u: npt.NDArray[np.int64], t: npt.NDArray[np.int64], near: npt.NDArray[np.bool_]
     ) -> npt.NDArray[np.int64]:
-        """:meth:`lookup` one query at a time, for time spans too wide for one key per session."""
+        """:meth:`lookup` one query at a time in exact integers, for times too near int64's ends or
+        spans too wide for one key per session."""
         lo = np.searchsorted(self.user, u, "left")
         hi = np.searchsorted(self.user, u, "right")
         out = np.zeros(len(u), dtype=np.int64)
-        for k in np.flatnonzero(near & (hi > lo)):
-            a, b = lo[k], hi[k]
-            j = a + int(np.searchsorted(self.start[a:b], t[k] + self.gap, "right")) - 1
-            if j >= a and self.end[j] + self.gap >= t[k]:
+        starts, ends = self.start.tolist(), self.end.tolist()
+        for k in np.flatnonzero(near & (hi > lo)).tolist():
+            a, b, tk = int(lo[k]), int(hi[k]), int(t[k])
+            j = bisect.bisect_right(starts, tk + self.gap, a, b) - 1
+            if j >= a and ends[j] + self.gap >= tk:
                 out[k] = j + 1
         return out
 
