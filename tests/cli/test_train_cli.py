@@ -475,15 +475,30 @@ def test_predict_reads_the_query_time_for_a_model_with_sessions(tmp_path, run):
     assert p.returncode == 0, p.stderr
     m = artifacts.load(out)
     queries = tmp_path / "queries.csv"
-    queries.write_text("user,item,timestamp\n1,7,1000003\n1,7,1086403\n1,7,99\n")
-    p = run("predict", str(out), "--input", str(queries), "--output", str(tmp_path / "pred.csv"))
-    assert p.returncode == 0, p.stderr
-    got = pl.read_csv(tmp_path / "pred.csv")["prediction"].to_numpy()
-    uu, ii = m.users.to_internal([1, 1, 1]), m.items.to_internal([7, 7, 7])
-    np.testing.assert_allclose(got, m.predict_internal(uu, ii, [1_000_003, 1_086_403, 99]), rtol=1e-5)
-    assert len(set(np.round(got, 6))) == 3  # two sittings and none: three levels
-    bad = tmp_path / "bad.csv"
-    bad.write_text("user,item,timestamp\n1,7,1000003\n1,7,1.5\n")
-    failed(
-        run("predict", str(out), "--input", str(bad), "--output", str(tmp_path / "b.csv")), "line 3", "1.5"
+    queries.write_text("user,item,time\n1,7,1000003\n1,7,1086403.0\n1,7,99\n1,7,\n1,999,soon\n")
+    p = run(
+        "predict",
+        str(out),
+        "--input",
+        str(queries),
+        "--output",
+        str(tmp_path / "pred.csv"),
+        "--unknown",
+        "skip",
     )
+    assert p.returncode == 0, p.stderr
+    got = pl.read_csv(tmp_path / "pred.csv", schema_overrides={"timestamp": pl.Utf8})
+    assert got["timestamp"].to_list() == ["1000003", "1086403.0", "99", None]  # the rows told apart
+    uu, ii = m.users.to_internal([1] * 4), m.items.to_internal([7] * 4)
+    want = m.predict_internal(uu, ii, [1_000_003, 1_086_403, 99, -(2**63)])
+    np.testing.assert_allclose(got["prediction"].to_numpy(), want, rtol=1e-5)
+    assert len(set(np.round(want, 6))) == 3  # two sittings and none (a time in none, or no time)
+    assert want[2] == want[3] == m.predict_internal(uu[:1], ii[:1])[0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,timestamp\n1,7,1000003\n1,7,soon\n")
+    p = run("predict", str(out), "--input", str(bad), "--output", str(tmp_path / "b.csv"))
+    failed(p, "line 3", "soon")
+    # A model without sessions does not read the column at all (whatever it holds).
+    bias = tmp_path / "bias"
+    assert run("train", "bias", "--data", str(data), "--out", str(bias)).returncode == 0
+    assert run("predict", str(bias), "--input", str(bad), "--output", str(tmp_path / "c.csv")).returncode == 0

@@ -84,10 +84,13 @@ def predict(
             r + 2,
         )
     ok = ~bad
-    times = _times(pairs, input_)
+    times = _times(pairs, ok, input_) if m.reads_time else None
     at = None if times is None else times[ok]
     preds = m.predict_internal(u[ok], i[ok], at) if bool(ok.any()) else np.zeros(0)
-    df = pl.DataFrame({"user": users_s.filter(ok), "item": items_s.filter(ok), "prediction": preds})
+    cols = {"user": users_s.filter(ok), "item": items_s.filter(ok)}
+    if "timestamp" in pairs.columns:  # the rows stay told apart when one pair is asked at several times
+        cols["timestamp"] = pairs["timestamp"].filter(ok)
+    df = pl.DataFrame({**cols, "prediction": preds})
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     try:
@@ -173,28 +176,31 @@ def _read_pairs(path: Path) -> pl.DataFrame:
             1,
         )
     cols = [pl.col(names["user"]).alias("user"), pl.col(names["item"]).alias("item")]
-    time = next((lower[a] for a in ("timestamp", "time", "ts") if a in lower), None)
+    time = next((lower[a] for a in ALIASES["timestamp"] if a in lower), None)
     if time is not None:
         cols.append(pl.col(time).alias("timestamp"))
     return df.select(cols)
 
 
-def _times(pairs: pl.DataFrame, path: Path) -> np.ndarray | None:
-    """The timestamp column as integer seconds (None without one); a row without one is named."""
+def _times(pairs: pl.DataFrame, rows: np.ndarray, path: Path) -> np.ndarray | None:
+    """The query times of the timestamp column, read as training reads times (unix seconds, whole
+    floats, dates); None without the column. An empty cell is a query without a time, and only the
+    ``rows`` predicted are read (a bad time is named by its line)."""
     import numpy as np
+    import polars as pl
 
-    from recengine.errors import DataError
+    from recengine.data.generic import _timestamps
+    from recengine.models.base import NO_TIME
 
     if "timestamp" not in pairs.columns:
         return None
-    text = pairs["timestamp"].str.strip_chars().fill_null("").to_list()
-    out = np.empty(len(text), dtype=np.int64)
-    for k, t in enumerate(text):
-        digits = t[1:] if t[:1] in "+-" else t
-        if not (digits.isascii() and digits.isdigit()) or not -(2**63) <= int(t) < 2**63:
-            raise DataError(f"timestamp {t!r} is not whole seconds (an integer)", path, k + 2)
-        out[k] = int(t)
-    return out
+    text = pairs["timestamp"].str.strip_chars().fill_null("").to_numpy()
+    given = (text != "") & rows
+    if not bool(given.any()):
+        return np.full(len(text), NO_TIME, dtype=np.int64)
+    # Rows not read hold a copy of one that is, so the column keeps one kind of time and its lines.
+    read = _timestamps(pl.Series(np.where(given, text, text[np.argmax(given)])), path, 2)
+    return np.where(given, read, NO_TIME)
 
 
 def _lookup(idmap: IdMap, values: pl.Series) -> np.ndarray:

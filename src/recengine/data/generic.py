@@ -377,9 +377,21 @@ def _timestamps(s: pl.Series, path: Path, first_line: int) -> npt.NDArray[np.int
             except pl.exceptions.PolarsError:
                 parsed = pl.Series([None] * len(text), dtype=pl.Datetime("us"))
             if parsed.null_count():
-                row = _first_true(parsed.is_null())
+                number = as_float.is_not_null()
+                neither = parsed.is_null() & ~number
+                if bool(neither.any()):
+                    row = _first_true(neither)
+                    raise DataError(
+                        f"timestamp {s[row]!r} is neither unix seconds nor a date/time",
+                        path,
+                        first_line + row,
+                    )
+                a, b = _first_true(number), _first_true(~number)  # every row is one or the other
                 raise DataError(
-                    f"timestamp {s[row]!r} is neither unix seconds nor a date/time", path, first_line + row
+                    f"the timestamps mix unix seconds ({s[a]!r}, line {first_line + a}) and dates/times "
+                    f"({s[b]!r}, line {first_line + b}); give one kind",
+                    path,
+                    first_line + min(a, b),
                 )
             s = parsed
     if s.dtype == pl.Date:
@@ -390,6 +402,10 @@ def _timestamps(s: pl.Series, path: Path, first_line: int) -> npt.NDArray[np.int
         if not bool(s.is_finite().all()):
             row = _first_true(~s.is_finite())
             raise DataError(f"timestamp {s[row]!r} is not a number", path, first_line + row)
+        beyond = s.abs() >= 2.0**63
+        if bool(beyond.any()):
+            row = _first_true(beyond)
+            raise DataError(f"timestamp {s[row]!r} is beyond any time in seconds", path, first_line + row)
         return s.floor().cast(pl.Int64).to_numpy()
     if s.dtype.is_integer():
         return s.cast(pl.Int64).to_numpy()

@@ -119,6 +119,11 @@ class Recommender(ABC):
         return self
 
     @property
+    def reads_time(self) -> bool:
+        """Whether :meth:`predict_internal` reads the queries' times (a model with sessions)."""
+        return False
+
+    @property
     def predicts_ratings(self) -> bool:
         """Whether, fitted on ratings, the model predicts ratings (a rating model may be set up to
         predict the probability of a label instead, which a rating task cannot measure)."""

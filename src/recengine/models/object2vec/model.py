@@ -295,6 +295,10 @@ class Object2Vec(TorchRecommender):
         )
 
     @property
+    def reads_time(self) -> bool:
+        return self.sessions is not None
+
+    @property
     def predicts_ratings(self) -> bool:
         """Not with ``label_threshold`` or negative sampling: those predict P(label = 1)."""
         return self.params.label_threshold is None and self.params.negative_sampling_rate == 0
