@@ -199,6 +199,24 @@ def test_merge_feedback_overrides_and_extends() -> None:
     assert got == {(1, 10): 4.0, (1, 20): 5.0, (2, 10): 5.0, (3, 30): 2.0}  # the latest feedback wins
 
 
+def test_merged_feedback_keeps_the_times_it_was_posted_at() -> None:
+    """Ratings posted in one second stay in one second and a real gap stays (sessions read them);
+    feedback older than the training data moves just after it."""
+    fb = FeedbackRows(
+        user=np.array(["7", "7", "8", "8"]),
+        item=np.array(["10", "20", "10", "20"]),
+        rating=np.array([4.0, 2.0, 3.0, 5.0], dtype=np.float32),
+        created=np.array([1000.2, 1000.7, 1030.0, 50.0]),
+    )
+    merged = merge_feedback(_train(), fb)
+    assert merged.timestamp is not None
+    when = {
+        (int(merged.users.external[u]), int(merged.items.external[i])): int(t)
+        for u, i, t in zip(merged.user, merged.item, merged.timestamp, strict=True)
+    }
+    assert when[(7, 10)] == when[(7, 20)] == 1000 and when[(8, 10)] == 1030 and when[(8, 20)] == 103
+
+
 def test_merge_feedback_text_users_and_checks() -> None:
     fb = FeedbackRows(
         user=np.array(["web-alice"]),

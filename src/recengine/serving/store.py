@@ -377,11 +377,12 @@ def merge_feedback(train: Interactions, feedback: FeedbackRows) -> Interactions:
     u_ext = np.concatenate([_as(train.users, users).external[train.user], users])
     i_ext = np.concatenate([_as(train.items, items).external[train.item], items])
     ratings = np.concatenate([train.rating, feedback.rating]).astype(np.float32)
-    # Feedback is newer than every training row: order alone decides, timestamps or not.
+    # Feedback is newer than every training row: order alone decides, timestamps or not (ties keep
+    # the later row). Times are kept as posted, so ratings posted together stay one session.
     n = len(train)
     if train.timestamp is not None:
         newest = int(train.timestamp.max()) if n else 0
-        fb_ts = np.maximum(feedback.created.astype(np.int64), newest) + 1 + np.arange(len(feedback))
+        fb_ts = np.maximum(np.floor(feedback.created).astype(np.int64), newest + 1)
         timestamps: npt.NDArray[np.int64] | None = np.concatenate([train.timestamp, fb_ts])
     else:
         timestamps = None
