@@ -200,7 +200,8 @@ class Object2VecParams(TorchRatingParams):
         3.0,
         ge=0,
         description="L2 on each session's bias, per session whatever its size: it is shrunk toward "
-        "none as if it held this many more ratings at the user's level",
+        "none about as if it held this many more ratings at the user's level (the loop's validation "
+        "rows count in a session's size, and weight_decay shrinks the biases too)",
     )
 
     history_max_len: int = Field(
