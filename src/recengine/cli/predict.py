@@ -32,8 +32,8 @@ def predict(
         Path,
         typer.Option(
             "--input",
-            help="CSV with columns user,item[,timestamp] (TSV by .tsv; the time, in seconds, is what a "
-            "model with sessions reads), or SageMaker JSON Lines instances (in0, in1)",
+            help="CSV with columns user,item[,timestamp] (TSV by .tsv; the time, unix seconds or a "
+            "date/time, is what a model with sessions reads), or SageMaker JSON Lines instances (in0, in1)",
         ),
     ],
     output: Annotated[
@@ -189,7 +189,7 @@ def _times(pairs: pl.DataFrame, rows: np.ndarray, path: Path) -> np.ndarray | No
     import numpy as np
     import polars as pl
 
-    from recengine.data.generic import _timestamps
+    from recengine.data.generic import parse_timestamps
     from recengine.models.base import NO_TIME
 
     if "timestamp" not in pairs.columns:
@@ -199,7 +199,7 @@ def _times(pairs: pl.DataFrame, rows: np.ndarray, path: Path) -> np.ndarray | No
     if not bool(given.any()):
         return np.full(len(text), NO_TIME, dtype=np.int64)
     # Rows not read hold a copy of one that is, so the column keeps one kind of time and its lines.
-    read = _timestamps(pl.Series(np.where(given, text, text[np.argmax(given)])), path, 2)
+    read = parse_timestamps(pl.Series(np.where(given, text, text[np.argmax(given)])), path, 2)
     return np.where(given, read, NO_TIME)
 
 

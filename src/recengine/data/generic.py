@@ -296,7 +296,7 @@ def _to_interactions(
     users = _ids(df["user"], path, first_line)
     items = _ids(df["item"], path, first_line)
     rating = _ratings(df["rating"], path, first_line) if "rating" in df.columns else None
-    ts = _timestamps(df["timestamp"], path, first_line) if "timestamp" in df.columns else None
+    ts = parse_timestamps(df["timestamp"], path, first_line) if "timestamp" in df.columns else None
     return Interactions.from_arrays(
         users,
         items,
@@ -359,7 +359,7 @@ def _ratings(s: pl.Series, path: Path, first_line: int) -> npt.NDArray[np.float3
     return s.cast(pl.Float32).fill_null(float("nan")).to_numpy()
 
 
-def _timestamps(s: pl.Series, path: Path, first_line: int) -> npt.NDArray[np.int64]:
+def parse_timestamps(s: pl.Series, path: Path, first_line: int) -> npt.NDArray[np.int64]:
     """Unix seconds from integers, whole floats, dates, date-times or their strings (naive = UTC)."""
     if s.null_count():
         raise DataError("timestamp is empty", path, first_line + _first_true(s.is_null()))
