@@ -23,6 +23,9 @@
 * ``item-history`` (only with ``--only item-history``): the flipped history (``item_history=mixed``
   and ``on``) on the inner split of ``tune``, then ``mixed`` on ua.test for RMSE and for the binary
   metrics of the five-class model.
+* ``sessions`` (only with ``--only sessions``): rating sessions (``session_gap``, each test row
+  predicted at its own time) chosen on the inner split of ``tune``, then the choice on ua.test for
+  the binary metrics of the five-class model and for RMSE.
 * ``ensemble-speed`` (only with ``--only ensemble-speed``): the default fit's wall time on ua.base with
   every core, members trained in turn against side by side in worker processes.
 * training speed on the ml-20m shape (synthetic, seed 0): one epoch over 1,000,000 sampled rows (the
@@ -441,6 +444,74 @@ def item_history_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+_CLASSES = next(iter(RATING_CLASS_CONFIGS.values()))
+#: Sessions on the inner split (five rating classes, P(rating > 3) on ub.test's rows): the gap and
+#: the shrinkage are chosen here.
+SESSION_TUNE: dict[str, dict[str, Any]] = {
+    "object2vec (5 rating classes), no sessions": _CLASSES,
+    "... session_gap=0 (same second), session_reg=3": {**_CLASSES, "session_gap": 0, "session_reg": 3},
+    "... session_gap=0, session_reg=10": {**_CLASSES, "session_gap": 0, "session_reg": 10},
+    "... session_gap=600 (10 minutes), session_reg=10": {**_CLASSES, "session_gap": 600, "session_reg": 10},
+    "... session_gap=600, session_reg=30": {**_CLASSES, "session_gap": 600, "session_reg": 30},
+    "... session_gap=600, session_reg=100": {**_CLASSES, "session_gap": 600, "session_reg": 100},
+    "... session_gap=3600 (an hour), session_reg=30": {**_CLASSES, "session_gap": 3600, "session_reg": 30},
+}
+#: The choice of SESSION_TUNE on ua.test, for the binary metrics and for RMSE.
+SESSION_TEST: dict[str, dict[str, Any]] = {
+    "object2vec (5 rating classes, session_gap=600, session_reg=30)": {
+        **_CLASSES,
+        "session_gap": 600,
+        "session_reg": 30,
+    },
+    "object2vec (defaults, session_gap=600, session_reg=30)": {"session_gap": 600, "session_reg": 30},
+}
+
+
+def _session_row(job: tuple[str, str, dict[str, Any], Interactions, Interactions, Dataset]) -> dict[str, Any]:
+    label, split, params, train, query, ds = job
+    model, secs = fit("object2vec", params, train, ds)
+    pred = model.predict_internal(query.user, query.item, query.timestamp)  # the query's time
+    truth = query.values()
+    if params.get("rating_classes"):
+        metrics = binary_metrics((truth > 3).astype(np.float64), pred)
+    else:
+        metrics = rating_metrics(truth, pred)
+    sessions = getattr(model, "sessions", None)
+    share = None if sessions is None else float(np.mean(sessions.lookup(query.user, query.timestamp) > 0))
+    return {
+        "system": label,
+        "split": split,
+        "fit_seconds": secs,
+        **metrics,
+        "in_session": share,
+        **training_info(model),
+    }
+
+
+def sessions_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
+    """Rating sessions (``session_gap``): each test row is predicted at its own time, so in the user's
+    training session it falls in. The gap and shrinkage are chosen on the inner split; the choice is
+    then measured on ua.test, beside the defaults' rows of the first two tables. Two fits run side by
+    side (one thread each), so their fit seconds are of a loaded machine."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    assert run.dataset.path is not None
+    fold = run.folds[0]
+    fit_rows, held = inner_split(fold.train, run.dataset.path)
+    extra = {"epochs": 2} if quick else {}
+    jobs = [
+        (label, split, {**params, **extra}, train, query, run.dataset)
+        for split, configs, train, query in (
+            ("ua.test", SESSION_TEST, fold.train, fold.test),  # first, so they come soonest
+            ("inner split (ub.test's rows)", SESSION_TUNE, fit_rows, held),
+        )
+        for label, params in configs.items()
+    ]
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        rows = list(pool.map(_session_row, jobs))
+    return rows[len(SESSION_TEST) :] + rows[: len(SESSION_TEST)]  # the choice, then its measure
+
+
 def ensemble_speed_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     """Wall time of the default fit on ua.base with every core (threads=0), in the same run: the
     members one after another, each on every thread, against the members side by side in worker
@@ -686,6 +757,17 @@ def markdown(res: dict[str, Any]) -> str:
         ]
         cols = ["split", "rmse", "mae", "accuracy", "f1", "auc", "log_loss", "fit_seconds"]
         lines += [*_table(res["item-history"], cols), ""]
+    if "sessions" in res:
+        lines += [
+            "**rating sessions** (`--only sessions`; `session_gap`: a run of a user's ratings, each "
+            "within that many seconds of the one before, is a session whose bias joins the user's, and "
+            "each test row is predicted at its own time, in the session it falls in; chosen on the inner "
+            "split, then ua.test beside the defaults' rows of the first two tables; in_session: the share "
+            "of rows that fell in a training session; two fits side by side)",
+            "",
+        ]
+        cols = ["split", "rmse", "mae", "accuracy", "f1", "auc", "log_loss", "in_session", "best_epoch"]
+        lines += [*_table(res["sessions"], cols), ""]
     if "ensemble-speed" in res:
         lines += [
             "**the default ensemble's fit, every core** (`--only ensemble-speed`; ua.base, threads=0, "
@@ -770,6 +852,8 @@ def main(argv: list[str] | None = None) -> None:
             res[name] = tune_section(build("ml100k-ua", args.data), args.quick)
         elif name == "item-history":
             res[name] = item_history_section(build("ml100k-ua", args.data), args.quick)
+        elif name == "sessions":
+            res[name] = sessions_section(build("ml100k-ua", args.data), args.quick)
         elif name == "ensemble-speed":
             res[name] = ensemble_speed_section(build("ml100k-ua", args.data), args.quick)
         elif name == "row-step":
