@@ -502,3 +502,31 @@ def test_predict_reads_the_query_time_for_a_model_with_sessions(tmp_path, run):
     bias = tmp_path / "bias"
     assert run("train", "bias", "--data", str(data), "--out", str(bias)).returncode == 0
     assert run("predict", str(bias), "--input", str(bad), "--output", str(tmp_path / "c.csv")).returncode == 0
+
+
+def test_two_trainings_into_one_out_do_not_share_its_checkpoints(tmp_path, run):
+    """While one training holds OUT.checkpoints, a second one into the same --out fails at once
+    (it would overwrite the first's checkpoints), and the model already at --out stays."""
+    data = tmp_path / "ratings.csv"
+    data.write_text(
+        "user,item,rating\n" + "".join(f"{u},{i},{1 + (u * i) % 5}\n" for u in range(9) for i in range(7))
+    )
+    out = tmp_path / "m"
+    assert run("train", "bias", "--data", str(data), "--out", str(out)).returncode == 0
+    before = (out / "config.json").read_bytes()
+    code = (
+        "import sys; from recengine.training.checkpoint import held\n"
+        f"with held({str(tmp_path / 'm.checkpoints')!r}): print('in', flush=True); sys.stdin.readline()\n"
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "in"
+        p = run("train", "mf", "--data", str(data), "--out", str(out))
+        failed(p, "in use by another training", f"process {other.pid}")
+    finally:
+        other.communicate("\n", timeout=30)
+    assert (out / "config.json").read_bytes() == before
+    assert run("train", "mf", "--data", str(data), "--out", str(out)).returncode == 0  # free again
+    assert not (tmp_path / "m.checkpoints").exists()

@@ -174,3 +174,30 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
     with pytest.raises(TrainingError, match=r"other model settings \(width: 8 then, 16 now\)"):
         with_width(16, resume=True)
     with_width(8, resume=True)
+
+
+def test_a_checkpoint_directory_is_held_by_one_run_at_a_time(tmp_path: Path) -> None:
+    """A second run (another process) fails at once naming the holder; after the run the lock goes,
+    and so does the directory when nothing else is left in it."""
+    from recengine.training.checkpoint import LOCK_FILE, held
+
+    d = tmp_path / "ckpt"
+    code = (
+        "import sys; from recengine.training.checkpoint import held\n"
+        f"with held({str(d)!r}): print('in', flush=True); sys.stdin.readline()\n"
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "in"
+        busy = rf"in use by another training \(process {other.pid}\)"
+        with pytest.raises(TrainingError, match=busy), held(d):
+            pass
+    finally:
+        other.communicate("\n", timeout=30)
+    assert not d.exists()  # released and removed by its holder
+    with held(d):
+        assert (d / LOCK_FILE).is_file()
+        (d / "checkpoint.safetensors").write_bytes(b"x")  # a checkpoint left for --resume
+    assert d.is_dir() and not (d / LOCK_FILE).exists()

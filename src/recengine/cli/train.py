@@ -109,7 +109,7 @@ def train(
     from recengine.data.pairs import is_pairs_file
     from recengine.errors import ConfigError
     from recengine.models.registry import create
-    from recengine.training.checkpoint import checkpoint_path, clear_checkpoint
+    from recengine.training.checkpoint import checkpoint_path, clear_checkpoint, held
 
     m = create(model, parse_sets(set_))  # bad names and values fail before the data is read
     check_output_path(out, "--out", kind="dir", replaced_whole=True)
@@ -126,66 +126,70 @@ def train(
         )
     if include_feedback is not None:
         _check_store(include_feedback)
-    has_checkpoint = checkpoint_path(ckpt).is_file()
-    if not resume and has_checkpoint:
-        err_console.print(
-            f"[yellow]a checkpoint exists in {escape(str(ckpt))}; starting over (--resume continues it)"
-        )
-    if resume and not has_checkpoint:
-        err_console.print(f"no checkpoint in {escape(str(ckpt))}; training from the start", soft_wrap=True)
-    show = sys.stderr.isatty() if progress is None else progress
-    reading = {"sep": sep, "user_col": user_col, "item_col": item_col, "rating_col": rating_col}
-    reading.update(timestamp_col=timestamp_col, scale=scale)
-    n_feedback = 0
-    ds = None
-    if is_pairs_file(data):
-        # SageMaker's training input: in0/in1 token lists and a label per line, read by the model
-        given = [f"--{k.replace('_', '-')}" for k, v in reading.items() if v is not None]
-        given += [o for o, on in (("--no-header", no_header), ("--implicit", implicit)) if on]
-        given += ["--include-feedback"] if include_feedback is not None else []
-        if given:
-            raise ConfigError(
-                f"{data} holds Object2Vec pairs (in0, in1, label); {', '.join(given)} apply to ratings files"
+    with held(ckpt):  # one training at a time checkpoints here
+        has_checkpoint = checkpoint_path(ckpt).is_file()
+        if not resume and has_checkpoint:
+            err_console.print(
+                f"[yellow]a checkpoint exists in {escape(str(ckpt))}; starting over (--resume continues it)"
             )
-        from recengine.models.object2vec import Object2Vec
-
-        if not isinstance(m, Object2Vec):
-            raise ConfigError(
-                f"{data} holds Object2Vec pairs (in0, in1, label); only object2vec trains on them"
+        if resume and not has_checkpoint:
+            err_console.print(
+                f"no checkpoint in {escape(str(ckpt))}; training from the start", soft_wrap=True
             )
-        data_name = Path(data).name
-        if show:
-            err_console.print(f"training {model} on the pairs of {data_name}")
-        t0 = time.perf_counter()
-        m.fit_pairs(Path(data), checkpoint_dir=ckpt, resume=resume, progress=show)
-        n_rows = int(m.history.get("object2vec", {}).get("rows", 0))
-    else:
-        ds = read_data(data, no_header=no_header, implicit=implicit, **reading)
-        data_name = ds.name
-        inter = ds.interactions
-        if include_feedback is not None:
-            from recengine.serving.store import feedback_interactions, feedback_namespace, merge_feedback
+        show = sys.stderr.isatty() if progress is None else progress
+        reading = {"sep": sep, "user_col": user_col, "item_col": item_col, "rating_col": rating_col}
+        reading.update(timestamp_col=timestamp_col, scale=scale)
+        n_feedback = 0
+        ds = None
+        if is_pairs_file(data):
+            # SageMaker's training input: in0/in1 token lists and a label per line, read by the model
+            given = [f"--{k.replace('_', '-')}" for k, v in reading.items() if v is not None]
+            given += [o for o, on in (("--no-header", no_header), ("--implicit", implicit)) if on]
+            given += ["--include-feedback"] if include_feedback is not None else []
+            if given:
+                raise ConfigError(
+                    f"{data} holds Object2Vec pairs (in0, in1, label); {', '.join(given)} apply to "
+                    "ratings files"
+                )
+            from recengine.models.object2vec import Object2Vec
 
-            space = feedback_namespace(ds.name, inter.scale)  # the server's, for models of this data
-            fb = feedback_interactions(include_feedback, namespace=space)
-            inter = merge_feedback(inter, fb)  # feedback wins over training ratings; new ids appended
-            n_feedback = len(fb)
-        if show:
-            err_console.print(f"training {model} on {ds.name} ({len(inter):,} ratings)")
-        t0 = time.perf_counter()
-        m.use_dataset(ds).fit(inter, checkpoint_dir=ckpt, resume=resume, progress=show)
-        n_rows = len(inter)
-    seconds = time.perf_counter() - t0
-    fit_info = {
-        "seconds": seconds,
-        "ratings": n_rows,
-        "users": len(m.users),
-        "items": len(m.items),
-        "resumed": resume and has_checkpoint,
-        "feedback_ratings": n_feedback,
-    }
-    artifacts.save(m, out, dataset=ds, fit_info=fit_info)
-    clear_checkpoint(ckpt)
+            if not isinstance(m, Object2Vec):
+                raise ConfigError(
+                    f"{data} holds Object2Vec pairs (in0, in1, label); only object2vec trains on them"
+                )
+            data_name = Path(data).name
+            if show:
+                err_console.print(f"training {model} on the pairs of {data_name}")
+            t0 = time.perf_counter()
+            m.fit_pairs(Path(data), checkpoint_dir=ckpt, resume=resume, progress=show)
+            n_rows = int(m.history.get("object2vec", {}).get("rows", 0))
+        else:
+            ds = read_data(data, no_header=no_header, implicit=implicit, **reading)
+            data_name = ds.name
+            inter = ds.interactions
+            if include_feedback is not None:
+                from recengine.serving.store import feedback_interactions, feedback_namespace, merge_feedback
+
+                space = feedback_namespace(ds.name, inter.scale)  # the server's, for models of this data
+                fb = feedback_interactions(include_feedback, namespace=space)
+                inter = merge_feedback(inter, fb)  # feedback wins over training ratings; new ids appended
+                n_feedback = len(fb)
+            if show:
+                err_console.print(f"training {model} on {ds.name} ({len(inter):,} ratings)")
+            t0 = time.perf_counter()
+            m.use_dataset(ds).fit(inter, checkpoint_dir=ckpt, resume=resume, progress=show)
+            n_rows = len(inter)
+        seconds = time.perf_counter() - t0
+        fit_info = {
+            "seconds": seconds,
+            "ratings": n_rows,
+            "users": len(m.users),
+            "items": len(m.items),
+            "resumed": resume and has_checkpoint,
+            "feedback_ratings": n_feedback,
+        }
+        artifacts.save(m, out, dataset=ds, fit_info=fit_info)
+        clear_checkpoint(ckpt)
     summary = artifacts.info(out)
     result = {
         "model": model,

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ FORMAT = "recengine-checkpoint"
 FORMAT_VERSION = 1
 _META_KEY = "recengine.meta"
 _TMP_PREFIX = ".checkpoint-"
+LOCK_FILE = ".lock"
 
 
 def checkpoint_path(directory: Path) -> Path:
@@ -154,3 +156,39 @@ def settings_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     """The settings that differ between a checkpoint's run and this one, at most four, for a message."""
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     return ", ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in keys[:4])
+
+
+@contextlib.contextmanager
+def held(directory: Path) -> Iterator[None]:
+    """Hold ``directory`` for one training run: a second run checkpointing there at the same time
+    (two ``train`` commands with one ``--out``) would overwrite its checkpoints and resume from the
+    other's; it fails at once instead, naming the holder's process. The lock is an exclusive
+    ``flock`` on ``directory/.lock``, released (and the file removed) when the run ends or dies."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "another process"
+            raise TrainingError(
+                f"{directory} is in use by another training (process {holder}); wait for it to end, or "
+                "give this one another --out or --checkpoint-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # while held: a later run makes a fresh file
+            with contextlib.suppress(OSError):  # left empty by clear_checkpoint: it goes too
+                directory.rmdir()
+    finally:
+        os.close(fd)
