@@ -514,19 +514,11 @@ def test_two_trainings_into_one_out_do_not_share_its_checkpoints(tmp_path, run):
     out = tmp_path / "m"
     assert run("train", "bias", "--data", str(data), "--out", str(out)).returncode == 0
     before = (out / "config.json").read_bytes()
-    code = (
-        "import sys; from recengine.training.checkpoint import held\n"
-        f"with held({str(tmp_path / 'm.checkpoints')!r}): print('in', flush=True); sys.stdin.readline()\n"
-    )
-    other = subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert other.stdout is not None and other.stdout.readline().strip() == "in"
+    from tests.training.test_checkpoint import held_elsewhere
+
+    with held_elsewhere(tmp_path / "m.checkpoints") as pid:
         p = run("train", "mf", "--data", str(data), "--out", str(out))
-        failed(p, "in use by another training", f"process {other.pid}")
-    finally:
-        other.communicate("\n", timeout=30)
+        failed(p, "in use by another training", f"process {pid}")
     assert (out / "config.json").read_bytes() == before
     assert run("train", "mf", "--data", str(data), "--out", str(out)).returncode == 0  # free again
     assert not (tmp_path / "m.checkpoints").exists()

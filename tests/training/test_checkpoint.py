@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -176,26 +178,33 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
     with_width(8, resume=True)
 
 
-def test_a_checkpoint_directory_is_held_by_one_run_at_a_time(tmp_path: Path) -> None:
-    """A second run (another process) fails at once naming the holder; after the run the lock goes,
-    and so does the directory when nothing else is left in it."""
-    from recengine.training.checkpoint import LOCK_FILE, held
-
-    d = tmp_path / "ckpt"
+@contextlib.contextmanager
+def held_elsewhere(directory: Path) -> Iterator[int]:
+    """Another process holds ``directory`` (as a running training does) until the block ends; its pid."""
     code = (
         "import sys; from recengine.training.checkpoint import held\n"
-        f"with held({str(d)!r}): print('in', flush=True); sys.stdin.readline()\n"
+        f"with held({str(directory)!r}): print('in', flush=True); sys.stdin.readline()\n"
     )
     other = subprocess.Popen(
         [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
         assert other.stdout is not None and other.stdout.readline().strip() == "in"
-        busy = rf"in use by another training \(process {other.pid}\)"
-        with pytest.raises(TrainingError, match=busy), held(d):
-            pass
+        yield other.pid
     finally:
         other.communicate("\n", timeout=30)
+
+
+def test_a_checkpoint_directory_is_held_by_one_run_at_a_time(tmp_path: Path) -> None:
+    """A second run (another process) fails at once naming the holder; after the run the lock goes,
+    and so does the directory when nothing else is left in it."""
+    from recengine.training.checkpoint import LOCK_FILE, held
+
+    d = tmp_path / "ckpt"
+    with held_elsewhere(d) as pid:
+        busy = rf"in use by another training \(process {pid}\)"
+        with pytest.raises(TrainingError, match=busy), held(d):
+            pass
     assert not d.exists()  # released and removed by its holder
     with held(d):
         assert (d / LOCK_FILE).is_file()
