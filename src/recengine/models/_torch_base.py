@@ -216,7 +216,17 @@ class TorchRecommender(Recommender):
         sessions: npt.NDArray[np.int64] | None = None,
     ) -> FloatArray:
         """Batched predictions; ``sessions`` (a context id per pair) for networks built with them."""
-        net = self._net().eval()
+        return self._predict_with(self._net(), users, items, sessions)
+
+    def _predict_with(
+        self,
+        net: PairNet,
+        users: npt.NDArray[np.int64],
+        items: npt.NDArray[np.int64],
+        sessions: npt.NDArray[np.int64] | None = None,
+    ) -> FloatArray:
+        """:meth:`_predict` through ``net`` (the model's own network, or one member of it)."""
+        net = net.eval()
         dev = _device(net)
         values = self._values_tensor(dev)
         out = np.empty(len(users), dtype=np.float64)

@@ -11,6 +11,7 @@ import zlib
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from recengine.errors import DataError
 
@@ -53,15 +54,21 @@ def split_validation(arrays: Arrays, fraction: float, seed: int) -> tuple[Arrays
     Both parts keep the original row order. With too few rows for both parts the validation part
     is empty (zero rows), and the loop then trains without early stopping.
     """
+    train_idx, val_idx = validation_rows(n_rows(arrays), fraction, seed)
+    return {k: v[train_idx] for k, v in arrays.items()}, {k: v[val_idx] for k, v in arrays.items()}
+
+
+def validation_rows(
+    n: int, fraction: float, seed: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The row numbers (ascending) :func:`split_validation` keeps for training and holds out, so that a
+    model can tell afterwards which of its rows a network never trained on."""
     if not 0 <= fraction < 1:
         raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
-    n = n_rows(arrays)
     n_val = round(n * fraction) if fraction > 0 else 0
     n_val = min(n_val, n - 1) if n > 1 else 0
     perm = np.random.default_rng([seed, _VALIDATION_STREAM]).permutation(n)
-    val_idx = np.sort(perm[:n_val])
-    train_idx = np.sort(perm[n_val:])
-    return {k: v[train_idx] for k, v in arrays.items()}, {k: v[val_idx] for k, v in arrays.items()}
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:

@@ -31,7 +31,7 @@ from recengine.data.interactions import Interactions
 from recengine.data.pairs import Pairs, read_pairs
 from recengine.errors import CapabilityError, ConfigError, DataError
 from recengine.models._torch_base import PAIR_CHUNK, TorchRecommender, _device
-from recengine.models.base import Capabilities, NotFittedError
+from recengine.models.base import NO_TIME, Capabilities, NotFittedError
 from recengine.models.object2vec import content as cn
 from recengine.models.object2vec import tokens as tk
 from recengine.models.object2vec.data import pairs_training_data, training_arrays
@@ -39,11 +39,14 @@ from recengine.models.object2vec.encoders import NetSpec, Object2VecNet
 from recengine.models.object2vec.ensemble import Object2VecEnsemble
 from recengine.models.object2vec.members import MemberInputs, MemberJob, plan_processes, train_members
 from recengine.models.object2vec.params import Object2VecParams
+from recengine.models.object2vec.residuals import Correction, Kind, ResidualTable
 from recengine.models.object2vec.sessions import Sessions
+from recengine.training.data import validation_rows
 from recengine.training.device import cpu_count, resolve_device
 
 LAYOUT_KEY = "object2vec.layout"  # JSON of the token layout, stored as uint8 bytes among the arrays
 SESSIONS_KEY = "object2vec.sessions."  # the training sessions' user, start and end arrays
+RESIDUALS_KEY = "object2vec.residuals."  # the training rows' residuals per (user, second)
 
 
 class Object2Vec(TorchRecommender):
@@ -64,6 +67,7 @@ class Object2Vec(TorchRecommender):
         self._pending_pairs: tuple[tk.TokenTable, tk.TokenTable, tuple[int, int]] | None = None
         self.layout: dict[str, Any] = {}
         self.sessions: Sessions | None = None
+        self.residuals: tuple[ResidualTable, Correction] | None = None
 
     # ----- training data ---------------------------------------------------------------------------
     def fit_pairs(
@@ -92,11 +96,17 @@ class Object2Vec(TorchRecommender):
     def _fit(self, train: Interactions) -> None:
         p = self.params
         sessions, row_sessions = None, None
-        if p.session_gap is not None:
-            if self._pending_pairs is not None:
+        for name in ("session_gap", "session_residuals"):
+            if getattr(p, name) is not None and self._pending_pairs is not None:
                 raise ConfigError(
-                    "session_gap needs the time of each rating; JSON Lines pairs have none, so leave it out"
+                    f"{name} needs the time of each rating; JSON Lines pairs have none, so leave it out"
                 )
+        if p.session_residuals is not None and train.timestamp is None:
+            raise DataError(
+                "session_residuals needs the time of each rating, and these interactions have no "
+                "timestamps; leave session_residuals out (or give a timestamp column)"
+            )
+        if p.session_gap is not None:
             sessions, row_sessions = Sessions.fit(train.user, train.timestamp, p.session_gap)
         arrays, info, scale = training_arrays(train, p, row_sessions)
         if scale is not None:  # binary or class labels: predictions are P(label = 1) or the class
@@ -152,6 +162,9 @@ class Object2Vec(TorchRecommender):
         results = [result for _, result in trained]
         info["member_processes"] = processes
         self.net, self._prior = (members[0] if n_members == 1 else Object2VecEnsemble(members)), None
+        self.residuals = None
+        if p.session_residuals is not None:
+            info["session_residuals"] = self._fit_residuals(train, arrays, members, p)
         info["truncated"] = {"user": user_table.truncated, "item": item_table.truncated}
         info["side_tokens"] = {"user": user_table.kinds, "item": item_table.kinds}
         info["vocab"] = {"user": spec.vocab0, "item": spec.vocab1}
@@ -184,6 +197,68 @@ class Object2Vec(TorchRecommender):
                 f"device {p.device!r} leave it at auto (or 1)"
             )
         return plan_processes(p.member_processes, n_members, n_rows, p.threads, cpu, cpu_count())
+
+    # ----- session residuals -----------------------------------------------------------------------
+    def _fit_residuals(
+        self,
+        train: Interactions,
+        arrays: dict[str, np.ndarray],
+        members: Sequence[Object2VecNet],
+        p: Object2VecParams,
+    ) -> dict[str, Any]:
+        """Weigh the session residuals on each member's early-stopping rows (its window features from
+        its own training rows and predictions), then keep the whole model's residuals on every row."""
+        assert p.session_residuals is not None and train.timestamp is not None  # _fit's checks
+        windows = tuple(p.session_residuals)
+        kind: Kind = "logistic" if self._predicts_probability() else "linear"
+        users, items = arrays["user"].astype(np.int64), arrays["item"].astype(np.int64)
+        times, target = train.timestamp.astype(np.int64), self._output_targets(train, arrays)
+        sessions = arrays.get("session")
+        n = len(target)
+        base, features, labels = [], [], []
+        for j, net in enumerate(members):
+            keep, held = validation_rows(n, p.val_fraction, p.seed + j)  # the loop's cut for member j
+            pred = self._clip(self._predict_with(net, users, items, sessions))
+            table = ResidualTable.build(users[keep], times[keep], (target - pred)[keep])
+            feats, near = table.features(users[held], times[held], windows)
+            held = held[near]  # rows with none of the user's rows near keep the output: not fitted
+            base.append(pred[held])
+            features.append(feats[near])
+            labels.append(target[held])
+        if sum(len(b) for b in base) < 10 * (len(windows) + 2):
+            raise DataError(
+                f"session_residuals: {sum(len(b) for b in base)} early-stopping rows have rows of their "
+                f"user within {max(windows)} s, too few to weigh {len(windows)} windows on; raise "
+                "val_fraction or widen the windows"
+            )
+        x_base, x_feat, y = np.concatenate(base), np.vstack(features), np.concatenate(labels)
+        correction = Correction.fit(kind, windows, x_base, x_feat, y)
+        pred = self._clip(self._predict(users, items, sessions))
+        self.residuals = (ResidualTable.build(users, times, target - pred), correction)
+        self.layout["residuals"] = correction.as_dict()
+        before, after = x_base, correction.apply(x_base, x_feat)
+        return {
+            **correction.as_dict(),
+            "rows": len(y),
+            "fit_" + ("log_loss" if kind == "logistic" else "rmse"): [  # on the rows it was fitted on
+                round(_fit_error(kind, y, v), 6) for v in (before, after)
+            ],
+        }
+
+    def _predicts_probability(self) -> bool:
+        """Whether predictions are P(label = 1) (rating classes, two softmax classes), not values."""
+        p = self.params
+        return p.rating_classes or (p.output_layer == "softmax" and p.num_classes == 2)
+
+    def _output_targets(self, train: Interactions, arrays: dict[str, np.ndarray]) -> npt.NDArray[np.float64]:
+        """Each training row's target on the predictions' scale (the label that P is of, for rating
+        classes)."""
+        if self.params.rating_classes:
+            return (train.values() > float(self.params.label_threshold or 0.0)).astype(np.float64)
+        return arrays["target"].astype(np.float64)
+
+    def _clip(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return self.scale.clip(values) if self.scale is not None else values
 
     # ----- token tables ----------------------------------------------------------------------------
     def _tables(self, train: Interactions) -> tuple[tk.TokenTable, tk.TokenTable, tuple[int, int] | None]:
@@ -296,7 +371,7 @@ class Object2Vec(TorchRecommender):
 
     @property
     def reads_time(self) -> bool:
-        return self.sessions is not None
+        return self.sessions is not None or self.residuals is not None
 
     @property
     def predicts_ratings(self) -> bool:
@@ -467,8 +542,16 @@ class Object2Vec(TorchRecommender):
         """With sessions, each pair is predicted in the user's training session its time falls in (as
         without sessions where it falls in none); without them the times change nothing."""
         if self.sessions is None:
-            return self._predict(users, items)
-        return self._predict(users, items, self.sessions.lookup(users, timestamps))
+            out = self._predict(users, items)
+        else:
+            out = self._predict(users, items, self.sessions.lookup(users, timestamps))
+        if self.residuals is not None:  # a query with a time also reads the user's misses near it
+            table, correction = self.residuals
+            timed = np.flatnonzero(timestamps != NO_TIME)
+            feats, near = table.features(users[timed], timestamps[timed], correction.windows)
+            at = timed[near]
+            out[at] = correction.apply(self._clip(out[at]), feats[near])
+        return out
 
     # ----- embeddings ------------------------------------------------------------------------------
     def _side_all(self, side: int) -> npt.NDArray[np.float32]:
@@ -495,6 +578,8 @@ class Object2Vec(TorchRecommender):
         arrays[LAYOUT_KEY] = np.frombuffer(json.dumps(self.layout).encode(), dtype=np.uint8).copy()
         if self.sessions is not None:
             arrays.update({SESSIONS_KEY + k: v for k, v in self.sessions.arrays().items()})
+        if self.residuals is not None:
+            arrays.update({RESIDUALS_KEY + k: v for k, v in self.residuals[0].arrays().items()})
         return arrays
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -517,6 +602,17 @@ class Object2Vec(TorchRecommender):
             if self.sessions.rows != int(info["rows"]):
                 held, named = self.sessions.rows - 1, int(info["rows"]) - 1
                 raise DataError(f"object2vec state holds {held} sessions, its layout names {named}")
+        residuals = {
+            k.removeprefix(RESIDUALS_KEY): arrays.pop(k) for k in list(arrays) if k.startswith(RESIDUALS_KEY)
+        }
+        self.residuals = None
+        if self.layout.get("residuals"):
+            if not residuals:
+                raise DataError("object2vec state names session residuals but lacks their arrays")
+            self.residuals = (
+                ResidualTable.from_arrays(residuals),
+                Correction.from_dict(self.layout["residuals"]),
+            )
         prefix = "members.0." if int(self.layout.get("members", 1)) > 1 else ""
         users, items = arrays.get(f"{prefix}user_tokens"), arrays.get(f"{prefix}item_tokens")
         if users is None or items is None:
@@ -671,6 +767,13 @@ class Object2Vec(TorchRecommender):
                 f"{self.name} was trained without item side tokens, so it cannot embed an item from "
                 "its content; fit with item features (use_dataset) and item_tokens other than []"
             )
+
+
+def _fit_error(kind: str, y: npt.NDArray[np.float64], v: npt.NDArray[np.float64]) -> float:
+    if kind == "logistic":
+        q = np.clip(v, 1e-12, 1 - 1e-12)
+        return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+    return float(np.sqrt(np.mean((y - v) ** 2)))
 
 
 def _val_metric(p: Object2VecParams, values: npt.NDArray[np.float64] | None) -> str | None:

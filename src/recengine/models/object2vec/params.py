@@ -204,6 +204,14 @@ class Object2VecParams(TorchRatingParams):
         "rows count in a session's size, and weight_decay shrinks the biases too); 30 was best of 3, "
         "10, 30 and 100 on an inner split of ua.base with session_gap=600",
     )
+    session_residuals: list[int] | None = Field(
+        None,
+        description="windows (seconds either side of a query's time): a query given its time also "
+        "reads the shrunk mean residual of the user's training rows in each window, weighed beside "
+        "the model's output by a regression fitted on the members' early-stopping rows (sittings: "
+        "MovieLens users rated a page at a time). Needs timestamps, a validation cut and rated rows "
+        "(no negative sampling, no refit); None: off. 0,1,600 was chosen on ua.base's own rows",
+    )
 
     history_max_len: int = Field(
         1_000,
@@ -304,6 +312,11 @@ class Object2VecParams(TorchRatingParams):
             value = data.pop("token_embedding_dim")
             for side in ("enc0_token_embedding_dim", "enc1_token_embedding_dim"):
                 data.setdefault(side, value)
+        if isinstance(data.get("session_residuals"), str):  # --set session_residuals=0,1,600
+            text = data["session_residuals"].strip()
+            data["session_residuals"] = (
+                None if text.lower() in ("", "none", "off") else [x.strip() for x in text.split(",")]
+            )
         if isinstance(data.get("comparator_list"), str):  # SageMaker passes "hadamard, concat"
             data["comparator_list"] = [x.strip() for x in data["comparator_list"].split(",") if x.strip()]
         return data
@@ -349,6 +362,21 @@ class Object2VecParams(TorchRatingParams):
             )
         if self.session_gap is not None and not self.bias_terms:
             raise ValueError("session_gap adds a bias per session: it needs bias_terms=true")
+        if self.session_residuals is not None:
+            w = self.session_residuals
+            if (
+                not 1 <= len(w) <= 8
+                or len(set(w)) != len(w)
+                or not all(0 <= x <= 10 * 365 * 86400 for x in w)
+            ):
+                raise ValueError(
+                    f"session_residuals takes 1 to 8 distinct windows of 0 to ten years in seconds, got {w}"
+                )
+            if self.negative_sampling_rate or self.refit or self.val_fraction == 0:
+                raise ValueError(
+                    "session_residuals weighs the residuals on the networks' early-stopping rows: it needs "
+                    "rated rows (negative_sampling_rate=0), val_fraction > 0 and refit=false"
+                )
         if self.rating_classes and (
             self.output_layer != "softmax" or self.label_threshold is None or self.negative_sampling_rate
         ):
