@@ -504,6 +504,34 @@ def test_predict_reads_the_query_time_for_a_model_with_sessions(tmp_path, run):
     assert run("predict", str(bias), "--input", str(bad), "--output", str(tmp_path / "c.csv")).returncode == 0
 
 
+def test_predict_with_session_residuals_notes_a_file_without_times(tmp_path, run):
+    """``--set session_residuals=600`` (one window, read as a number) trains a model that reads the
+    query's time; a pairs file without a timestamp column is predicted as without, with a note."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for u in range(1, 21):
+        for k, good in enumerate(rng.permutation([True, False])):
+            for j, i in enumerate(rng.permutation(30)[:8] + 1 + 30 * k):
+                rows.append(f"{u},{i},{5 if good else 1},{1_000_000 + 86_400 * k + j}\n")
+    data = tmp_path / "ratings.csv"
+    data.write_text("user,item,rating,timestamp\n" + "".join(rows))
+    out = tmp_path / "o2v"
+    small = ["--set", "epochs=10", "--set", "members=1", "--set", "enc_dim=8", "--set", "threads=1"]
+    small += ["--set", "session_residuals=600", "--set", "val_fraction=0.3"]
+    p = run("train", "object2vec", "--data", str(data), "--out", str(out), *small, "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["params"]["session_residuals"] == [600]
+    plain, timed = tmp_path / "plain.csv", tmp_path / "timed.csv"
+    plain.write_text("user,item\n1,7\n")
+    timed.write_text("user,item,timestamp\n1,7,1000003\n")
+    p = run("predict", str(out), "--input", str(plain), "--output", str(tmp_path / "a.csv"))
+    assert p.returncode == 0 and "has no timestamp column" in " ".join(p.stderr.split()), p.stderr
+    p = run("predict", str(out), "--input", str(timed), "--output", str(tmp_path / "b.csv"))
+    assert p.returncode == 0 and "timestamp column" not in p.stderr, p.stderr
+    a, b = (pl.read_csv(tmp_path / n)["prediction"][0] for n in ("a.csv", "b.csv"))
+    assert a != b
+
+
 def test_two_trainings_into_one_out_do_not_share_its_checkpoints(tmp_path, run):
     """While one training holds OUT.checkpoints, a second one into the same --out fails at once
     (it would overwrite the first's checkpoints), and the model already at --out stays."""

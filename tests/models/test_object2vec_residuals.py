@@ -103,6 +103,7 @@ def test_the_linear_weights_are_recovered():
 def test_the_setting_reads_a_comma_list_and_refuses_what_cannot_work():
     assert Object2Vec(session_residuals="0, 1,600").params.session_residuals == [0, 1, 600]
     assert Object2Vec(session_residuals="none").params.session_residuals is None
+    assert Object2Vec(session_residuals=600).params.session_residuals == [600]  # --set reads JSON
     for bad in ("0,0", "-1", "1,2,3,4,5,6,7,8,9"):
         with pytest.raises(ConfigError, match="1 to 8 distinct windows"):
             Object2Vec(session_residuals=bad)
@@ -123,10 +124,22 @@ def test_session_residuals_need_timestamps_and_interactions(tmp_path: Path):
         Object2Vec(WITH_VAL, session_residuals=[0]).fit_pairs(path)
 
 
-def test_too_few_held_rows_near_their_users_rows_are_refused():
+def test_too_few_held_rows_near_their_users_rows_are_refused_before_training(monkeypatch):
+    import recengine.models.object2vec.model as o2v
+
+    def trained(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a network trained before the rows were checked")
+
+    monkeypatch.setattr(o2v, "train_members", trained)
     train, _ = moods()
-    with pytest.raises(DataError, match="too few to weigh 1 windows on"):
-        Object2Vec(WITH_VAL, epochs=1, val_fraction=0.01, session_residuals=[0]).fit(train)
+    with pytest.raises(DataError, match=r"too few to weigh 1 window\(s\) on; raise val_fraction"):
+        Object2Vec(WITH_VAL, val_fraction=0.01, session_residuals=[0]).fit(train)
+
+
+def test_the_windows_are_not_part_of_what_a_resumed_fit_must_share():
+    """They are weighed after the networks train: a resumed fit may weigh other windows."""
+    m = Object2Vec(WITH_VAL, session_residuals=[0, 600])
+    assert "session_residuals" not in m.model_settings() and "session_gap" in m.model_settings()
 
 
 # ----- what a model gains ---------------------------------------------------------------------------
@@ -165,6 +178,16 @@ def test_a_probability_is_corrected_on_the_logit_scale():
     liked = test.values() > 3
     assert np.mean((p > 0.5) == liked) > 0.9
     assert np.mean((m.predict_internal(test.user, test.item) > 0.5) == liked) < 0.75
+
+
+def test_a_probability_from_a_squared_error_head_stays_a_probability():
+    """``label_threshold`` with the squared-error head predicts P(label = 1) too: corrected on the
+    logit scale, never pushed to exactly 0 or 1 (which would cost log loss without bound)."""
+    train, test = moods()
+    m = Object2Vec(WITH_VAL, label_threshold=3, session_residuals=[0, 600]).fit(train)
+    assert m.history["object2vec"]["session_residuals"]["kind"] == "logistic"
+    p = m.predict_internal(test.user, test.item, test.timestamp)
+    assert ((p > 0) & (p < 1)).all() and np.mean((p > 0.5) == (test.values() > 3)) > 0.9
 
 
 def test_session_residuals_round_trip_and_agree_across_worker_processes():

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from recengine.cli.common import JsonOpt, ModelDir, check_output_path, out_console, print_json
+from recengine.cli.common import JsonOpt, ModelDir, check_output_path, err_console, out_console, print_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,6 +85,11 @@ def predict(
         )
     ok = ~bad
     times = _times(pairs, ok, input_) if m.reads_time else None
+    if m.reads_time and times is None:
+        err_console.print(
+            f"note: {m.name} reads each query's time, and {input_} has no timestamp column: every pair is "
+            "predicted as without one"
+        )
     at = None if times is None else times[ok]
     preds = m.predict_internal(u[ok], i[ok], at) if bool(ok.any()) else np.zeros(0)
     cols = {"user": users_s.filter(ok), "item": items_s.filter(ok)}

@@ -109,8 +109,8 @@ class Pair(_Body):
         None,
         ge=-(2**63),
         lt=2**63,
-        description="the query's time in seconds: a model with sessions predicts the pair in the user's "
-        "sitting it falls in; other models ignore it",
+        description="the query's time in seconds: a model that reads time (object2vec's sessions and "
+        "session residuals) predicts the pair in the user's sitting it falls in; other models ignore it",
     )
 
 

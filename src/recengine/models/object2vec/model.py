@@ -154,6 +154,8 @@ class Object2Vec(TorchRecommender):
             identity=self.model_settings(),
             session_reg=p.session_reg,
         )
+        if p.session_residuals is not None:
+            self._check_residual_rows(train, arrays, p, n_members)
         processes = self._member_processes(p, n_members, len(arrays["target"]))
         threads = p.threads if processes == 1 else (p.threads or max(1, cpu_count() // processes))
         jobs = [self._member_job(p, j, flags[j], item_flags[j], threads) for j in range(n_members)]
@@ -225,12 +227,6 @@ class Object2Vec(TorchRecommender):
             base.append(pred[held])
             features.append(feats[near])
             labels.append(target[held])
-        if sum(len(b) for b in base) < 10 * (len(windows) + 2):
-            raise DataError(
-                f"session_residuals: {sum(len(b) for b in base)} early-stopping rows have rows of their "
-                f"user within {max(windows)} s, too few to weigh {len(windows)} windows on; raise "
-                "val_fraction or widen the windows"
-            )
         x_base, x_feat, y = np.concatenate(base), np.vstack(features), np.concatenate(labels)
         correction = Correction.fit(kind, windows, x_base, x_feat, y)
         pred = self._clip(self._predict(users, items, sessions))
@@ -245,10 +241,43 @@ class Object2Vec(TorchRecommender):
             ],
         }
 
+    def _check_residual_rows(
+        self, train: Interactions, arrays: dict[str, np.ndarray], p: Object2VecParams, n_members: int
+    ) -> None:
+        """Before any network trains: enough early-stopping rows near their user's training rows to
+        weigh the windows on, and both labels among them (which the data alone decides)."""
+        assert p.session_residuals is not None and train.timestamp is not None  # _fit's checks
+        users, times = arrays["user"].astype(np.int64), train.timestamp.astype(np.int64)
+        target, n, widest = self._output_targets(train, arrays), len(users), (max(p.session_residuals),)
+        labels = []
+        for j in range(n_members):
+            keep, held = validation_rows(n, p.val_fraction, p.seed + j)
+            table = ResidualTable.build(users[keep], times[keep], np.zeros(len(keep)))
+            labels.append(target[held[table.features(users[held], times[held], widest)[1]]])
+        near = np.concatenate(labels)
+        if len(near) < 10 * (len(p.session_residuals) + 2):
+            raise DataError(
+                f"session_residuals: {len(near)} early-stopping rows have training rows of their user "
+                f"within {widest[0]} s, too few to weigh {len(p.session_residuals)} window(s) on; raise "
+                "val_fraction or widen the windows"
+            )
+        if self._predicts_probability() and len(np.unique(near > 0.5)) == 1:
+            raise DataError(
+                f"session_residuals: every early-stopping row near its user's rows has label "
+                f"{int(near[0] > 0.5)}, so there is nothing to weigh the residuals by; leave "
+                "session_residuals out or raise val_fraction"
+            )
+
     def _predicts_probability(self) -> bool:
-        """Whether predictions are P(label = 1) (rating classes, two softmax classes), not values."""
-        p = self.params
-        return p.rating_classes or (p.output_layer == "softmax" and p.num_classes == 2)
+        """Whether predictions are P(label = 1) (labels from a threshold, rating classes, 0/1 data),
+        corrected on the logit scale, rather than values (ratings, the expected class)."""
+        scale = self.scale
+        return not self.predicts_ratings or (scale is not None and scale.is_binary)
+
+    def model_settings(self) -> dict[str, Any]:
+        """The base's, less ``session_residuals``: weighed after the networks train, it does not change
+        them, so a resumed fit may weigh other windows."""
+        return {k: v for k, v in super().model_settings().items() if k != "session_residuals"}
 
     def _output_targets(self, train: Interactions, arrays: dict[str, np.ndarray]) -> npt.NDArray[np.float64]:
         """Each training row's target on the predictions' scale (the label that P is of, for rating
@@ -540,7 +569,8 @@ class Object2Vec(TorchRecommender):
         self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64], timestamps: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float64]:
         """With sessions, each pair is predicted in the user's training session its time falls in (as
-        without sessions where it falls in none); without them the times change nothing."""
+        without sessions where it falls in none); with session residuals, the user's misses near its
+        time are weighed in. Without either the times change nothing."""
         if self.sessions is None:
             out = self._predict(users, items)
         else:

@@ -312,6 +312,9 @@ class Object2VecParams(TorchRatingParams):
             value = data.pop("token_embedding_dim")
             for side in ("enc0_token_embedding_dim", "enc1_token_embedding_dim"):
                 data.setdefault(side, value)
+        one = data.get("session_residuals")
+        if isinstance(one, int | float) and not isinstance(one, bool):  # --set session_residuals=600
+            data["session_residuals"] = [one]
         if isinstance(data.get("session_residuals"), str):  # --set session_residuals=0,1,600
             text = data["session_residuals"].strip()
             data["session_residuals"] = (

@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import expit
 
 from recengine.errors import DataError
 
@@ -148,7 +149,7 @@ class Correction:
         self, base: npt.NDArray[np.float64], features: npt.NDArray[np.float64]
     ) -> npt.NDArray[np.float64]:
         z = _design(self.kind, base, features) @ np.asarray(self.weights) + self.intercept
-        return 1.0 / (1.0 + np.exp(-z)) if self.kind == "logistic" else z
+        return expit(z) if self.kind == "logistic" else z
 
     def as_dict(self) -> dict[str, object]:
         return {
