@@ -20,19 +20,20 @@ WITH_VAL: dict[str, Any] = {**FAST, "val_fraction": 0.25, "patience": None}
 
 
 # ----- the window sums ------------------------------------------------------------------------------
-def test_window_features_match_a_direct_sum():
+@pytest.mark.parametrize("past", [False, True])
+def test_window_features_match_a_direct_sum(past: bool):
     rng = np.random.default_rng(0)
     users, times = rng.integers(0, 20, 2000), rng.integers(0, 50_000, 2000)
     resid = rng.normal(size=2000)
     table = ResidualTable.build(users, times, resid)
     qu, qt = rng.integers(0, 25, 500), rng.integers(-100, 50_100, 500)
     windows = (0, 30, 600)
-    got, near = table.features(qu, qt, windows)
+    got, near = table.features(qu, qt, windows, past)
     for k in range(len(qu)):
         for j, w in enumerate(windows):
-            inside = (users == qu[k]) & (np.abs(times - qt[k]) <= w)
+            inside = (users == qu[k]) & (times >= qt[k] - w) & (times <= qt[k] + (0 if past else w))
             assert got[k, j] == pytest.approx(resid[inside].sum() / (inside.sum() + SHRINK))
-        assert near[k] == bool(((users == qu[k]) & (np.abs(times - qt[k]) <= 600)).any())
+        assert near[k] == bool((inside).any())
     assert 0 < near.sum() < len(near)
 
 
@@ -138,8 +139,11 @@ def test_too_few_held_rows_near_their_users_rows_are_refused_before_training(mon
 
 def test_the_windows_are_not_part_of_what_a_resumed_fit_must_share():
     """They are weighed after the networks train: a resumed fit may weigh other windows."""
-    m = Object2Vec(WITH_VAL, session_residuals=[0, 600])
-    assert "session_residuals" not in m.model_settings() and "session_gap" in m.model_settings()
+    m = Object2Vec(WITH_VAL, session_residuals=[0, 600], session_residuals_past=True)
+    assert "session_gap" in m.model_settings()
+    assert not {"session_residuals", "session_residuals_past"} & set(m.model_settings())
+    with pytest.raises(ConfigError, match="set session_residuals too"):
+        Object2Vec(session_residuals_past=True)
 
 
 # ----- what a model gains ---------------------------------------------------------------------------
@@ -166,6 +170,23 @@ def test_a_sittings_level_is_read_from_the_models_own_misses():
     got = m.predict_internal(test.user, test.item, mixed)
     np.testing.assert_array_equal(got[::2], untimed[::2])
     np.testing.assert_array_equal(got[1::2], timed[1::2])
+
+
+def test_past_windows_read_only_the_rows_before_the_query():
+    """With ``session_residuals_past`` a query reads its user's rows up to its own time: moods' held
+    rows open their sittings, so at their own time there is nothing to read, and after the sitting
+    (70 s on) every training row of it is read."""
+    train, test = moods()
+    assert test.timestamp is not None
+    m = Object2Vec(WITH_VAL, session_residuals=[0, 600], session_residuals_past=True).fit(train)
+    assert m.residuals is not None and m.residuals[1].past
+    untimed = m.predict_internal(test.user, test.item)
+    np.testing.assert_array_equal(m.predict_internal(test.user, test.item, test.timestamp), untimed)
+    late = m.predict_internal(test.user, test.item, test.timestamp + 70)
+    assert _rmse(late, test.values()) < 1.0 < 1.5 < _rmse(untimed, test.values())
+    c = Object2Vec(**m.get_params())
+    c.restore(m.users, m.items, m.scale, m.seen(), m.state_arrays(), m.history)
+    np.testing.assert_array_equal(c.predict_internal(test.user, test.item, test.timestamp + 70), late)
 
 
 def test_a_probability_is_corrected_on_the_logit_scale():

@@ -211,7 +211,7 @@ class Object2Vec(TorchRecommender):
         """Weigh the session residuals on each member's early-stopping rows (its window features from
         its own training rows and predictions), then keep the whole model's residuals on every row."""
         assert p.session_residuals is not None and train.timestamp is not None  # _fit's checks
-        windows = tuple(p.session_residuals)
+        windows, past = tuple(p.session_residuals), p.session_residuals_past
         kind: Kind = "logistic" if self._predicts_probability() else "linear"
         users, items = arrays["user"].astype(np.int64), arrays["item"].astype(np.int64)
         times, target = train.timestamp.astype(np.int64), self._output_targets(train, arrays)
@@ -222,13 +222,13 @@ class Object2Vec(TorchRecommender):
             keep, held = validation_rows(n, p.val_fraction, p.seed + j)  # the loop's cut for member j
             pred = self._clip(self._predict_with(net, users, items, sessions))
             table = ResidualTable.build(users[keep], times[keep], (target - pred)[keep])
-            feats, near = table.features(users[held], times[held], windows)
+            feats, near = table.features(users[held], times[held], windows, past)
             held = held[near]  # rows with none of the user's rows near keep the output: not fitted
             base.append(pred[held])
             features.append(feats[near])
             labels.append(target[held])
         x_base, x_feat, y = np.concatenate(base), np.vstack(features), np.concatenate(labels)
-        correction = Correction.fit(kind, windows, x_base, x_feat, y)
+        correction = Correction.fit(kind, windows, x_base, x_feat, y, past)
         pred = self._clip(self._predict(users, items, sessions))
         self.residuals = (ResidualTable.build(users, times, target - pred), correction)
         self.layout["residuals"] = correction.as_dict()
@@ -253,7 +253,8 @@ class Object2Vec(TorchRecommender):
         for j in range(n_members):
             keep, held = validation_rows(n, p.val_fraction, p.seed + j)
             table = ResidualTable.build(users[keep], times[keep], np.zeros(len(keep)))
-            labels.append(target[held[table.features(users[held], times[held], widest)[1]]])
+            near = table.features(users[held], times[held], widest, p.session_residuals_past)[1]
+            labels.append(target[held[near]])
         near = np.concatenate(labels)
         if len(near) < 10 * (len(p.session_residuals) + 2):
             raise DataError(
@@ -275,9 +276,10 @@ class Object2Vec(TorchRecommender):
         return not self.predicts_ratings or (scale is not None and scale.is_binary)
 
     def model_settings(self) -> dict[str, Any]:
-        """The base's, less ``session_residuals``: weighed after the networks train, it does not change
-        them, so a resumed fit may weigh other windows."""
-        return {k: v for k, v in super().model_settings().items() if k != "session_residuals"}
+        """The base's, less the session residuals' settings: weighed after the networks train, they do
+        not change them, so a resumed fit may weigh other windows."""
+        later = ("session_residuals", "session_residuals_past")
+        return {k: v for k, v in super().model_settings().items() if k not in later}
 
     def _output_targets(self, train: Interactions, arrays: dict[str, np.ndarray]) -> npt.NDArray[np.float64]:
         """Each training row's target on the predictions' scale (the label that P is of, for rating
@@ -578,7 +580,7 @@ class Object2Vec(TorchRecommender):
         if self.residuals is not None:  # a query with a time also reads the user's misses near it
             table, correction = self.residuals
             timed = np.flatnonzero(timestamps != NO_TIME)
-            feats, near = table.features(users[timed], timestamps[timed], correction.windows)
+            feats, near = table.features(users[timed], timestamps[timed], correction.windows, correction.past)
             at = timed[near]
             out[at] = correction.apply(self._clip(out[at]), feats[near])
         return out

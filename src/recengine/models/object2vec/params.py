@@ -212,6 +212,11 @@ class Object2VecParams(TorchRatingParams):
         "MovieLens users rated a page at a time). Needs timestamps, a validation cut and rated rows "
         "(no negative sampling, no refit); None: off. 0,1,600 was chosen on ua.base's own rows",
     )
+    session_residuals_past: bool = Field(
+        False,
+        description="the session residuals' windows reach only back from the query's time (what a live "
+        "service knows when the query is now); false: both ways, as a query inside a past sitting may",
+    )
 
     history_max_len: int = Field(
         1_000,
@@ -380,6 +385,11 @@ class Object2VecParams(TorchRatingParams):
                     "session_residuals weighs the residuals on the networks' early-stopping rows: it needs "
                     "rated rows (negative_sampling_rate=0), val_fraction > 0 and refit=false"
                 )
+        if self.session_residuals_past and self.session_residuals is None:
+            raise ValueError(
+                "session_residuals_past says which way the session residuals' windows reach: "
+                "set session_residuals too"
+            )
         if self.rating_classes and (
             self.output_layer != "softmax" or self.label_threshold is None or self.negative_sampling_rate
         ):

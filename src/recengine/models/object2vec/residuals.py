@@ -61,11 +61,11 @@ class ResidualTable:
         return cls(su[starts], st[starts], total.astype(np.float64), count)
 
     def features(
-        self, users: npt.ArrayLike, times: npt.ArrayLike, windows: tuple[int, ...]
+        self, users: npt.ArrayLike, times: npt.ArrayLike, windows: tuple[int, ...], past: bool = False
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
         """(n, len(windows)): per query and window, the residuals of the user's rows whose times lie
-        within ``window`` seconds of the query's, summed over (count + SHRINK); and whether any row
-        lies within the widest window."""
+        within ``window`` seconds of the query's (with ``past``, only those at or before it), summed
+        over (count + SHRINK); and whether any row lies within the widest window."""
         u = np.asarray(users, dtype=np.int64)
         t = np.asarray(times, dtype=np.int64)
         out = np.zeros((len(u), len(windows)), dtype=np.float64)
@@ -78,7 +78,7 @@ class ResidualTable:
             raise DataError(f"user id {int(u.max())} is too large for the session residuals' index")
         for k, w in enumerate(windows):
             lo_t = np.where(t < _MIN + w, _MIN, t - w)  # t ± w, saturating at int64's ends
-            hi_t = np.where(t > _MAX - w, _MAX, t + w)
+            hi_t = t if past else np.where(t > _MAX - w, _MAX, t + w)
             lo = np.searchsorted(keys, u * width + np.searchsorted(distinct, lo_t, "left"), "left")
             hi = np.searchsorted(keys, u * width + np.searchsorted(distinct, hi_t, "right"), "left")
             n = cum_count[hi] - cum_count[lo]
@@ -120,6 +120,7 @@ class Correction:
     windows: tuple[int, ...]
     weights: tuple[float, ...]
     intercept: float
+    past: bool = False  # the windows reach only back in time from the query
 
     @classmethod
     def fit(
@@ -129,6 +130,7 @@ class Correction:
         base: npt.NDArray[np.float64],
         features: npt.NDArray[np.float64],
         target: npt.NDArray[np.float64],
+        past: bool = False,
     ) -> Correction:
         """Fit on held-out rows: their model outputs, window features and labels (or ratings)."""
         from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -143,7 +145,7 @@ class Correction:
         else:
             lin = LinearRegression().fit(x, target)
             coef, b = lin.coef_, float(lin.intercept_)
-        return cls(kind, tuple(windows), tuple(float(c) for c in coef), b)
+        return cls(kind, tuple(windows), tuple(float(c) for c in coef), b, past)
 
     def apply(
         self, base: npt.NDArray[np.float64], features: npt.NDArray[np.float64]
@@ -157,6 +159,7 @@ class Correction:
             "windows": list(self.windows),
             "weights": list(self.weights),
             "intercept": self.intercept,
+            "past": self.past,
         }
 
     @classmethod
@@ -166,11 +169,16 @@ class Correction:
             windows = tuple(int(w) for w in d["windows"])  # type: ignore[attr-defined]
             weights = tuple(float(w) for w in d["weights"])  # type: ignore[attr-defined]
             intercept = float(d["intercept"])  # type: ignore[arg-type]
+            past = d.get("past", False)
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"the stored session residual weights are malformed ({e})") from None
-        if kind not in ("logistic", "linear") or len(weights) != len(windows) + 1:
+        if (
+            kind not in ("logistic", "linear")
+            or len(weights) != len(windows) + 1
+            or not isinstance(past, bool)
+        ):
             raise DataError("the stored session residual weights do not fit their windows")
-        return cls(kind, windows, weights, intercept)  # type: ignore[arg-type]
+        return cls(kind, windows, weights, intercept, past)  # type: ignore[arg-type]
 
 
 def _design(kind: Kind, base: npt.NDArray[np.float64], features: npt.NDArray[np.float64]) -> np.ndarray:
