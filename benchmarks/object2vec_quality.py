@@ -26,6 +26,10 @@
 * ``sessions`` (only with ``--only sessions``): rating sessions (``session_gap``, each test row
   predicted at its own time) chosen on the inner split of ``tune``, then the choice on ua.test for
   the binary metrics of the five-class model and for RMSE.
+* ``residuals`` (only with ``--only residuals``): session residuals (``session_residuals``: the
+  user's training rows near the query's time, weighed on the networks' own early-stopping rows), the
+  windows chosen on the inner split of ``tune`` by log loss, then the choice on ua.test for the
+  binary metrics of the five-class model (also with ``session_gap``) and for RMSE.
 * ``ensemble-speed`` (only with ``--only ensemble-speed``): the default fit's wall time on ua.base with
   every core, members trained in turn against side by side in worker processes.
 * training speed on the ml-20m shape (synthetic, seed 0): one epoch over 1,000,000 sampled rows (the
@@ -488,6 +492,60 @@ def _session_row(job: tuple[str, str, dict[str, Any], Interactions, Interactions
     }
 
 
+#: Session residuals on the inner split (five rating classes, P(rating > 3) on ub.test's rows): the
+#: windows are chosen here, by log loss.
+RESIDUAL_WINDOWS: dict[str, list[int] | None] = {
+    "object2vec (5 rating classes), no session residuals": None,
+    "... session_residuals=0,600": [0, 600],
+    "... session_residuals=0,1,600": [0, 1, 600],
+    "... session_residuals=0,1,600,86400": [0, 1, 600, 86400],
+}
+
+
+def residuals_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
+    """Session residuals: each test row is predicted at its own time, and the residuals of the user's
+    training rows near it are weighed beside the model's output. The windows are chosen on the inner
+    split (lowest log loss), then measured on ua.test: the five-class model alone and with sessions,
+    and the defaults for RMSE. Two fits side by side (one thread each)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    assert run.dataset.path is not None
+    fold = run.folds[0]
+    fit_rows, held = inner_split(fold.train, run.dataset.path)
+    extra = {"epochs": 2} if quick else {}
+    split = "inner split (ub.test's rows)"
+    tune = [
+        (
+            label,
+            split,
+            {**_CLASSES, **extra, **({} if w is None else {"session_residuals": w})},
+            fit_rows,
+            held,
+        )
+        for label, w in RESIDUAL_WINDOWS.items()
+    ]
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        rows = list(pool.map(_session_row, [(*job, run.dataset) for job in tune]))
+        scored = [(r["log_loss"], w) for r, w in zip(rows, RESIDUAL_WINDOWS.values(), strict=True) if w]
+        chosen = min(scored)[1]
+        w = {"session_residuals": chosen}
+        named = ",".join(map(str, chosen))
+        test = [
+            (f"object2vec (5 rating classes, session_residuals={named})", {**_CLASSES, **w}),
+            (
+                f"object2vec (5 rating classes, session_residuals={named}, session_gap=600)",
+                {**_CLASSES, **w, "session_gap": 600},
+            ),
+            (f"object2vec (defaults, session_residuals={named})", w),
+        ]
+        jobs = [
+            (label, "ua.test", {**params, **extra}, fold.train, fold.test, run.dataset)
+            for label, params in test
+        ]
+        rows += list(pool.map(_session_row, jobs))
+    return rows
+
+
 def sessions_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     """Rating sessions (``session_gap``): each test row is predicted at its own time, so in the user's
     training session it falls in. The gap and shrinkage are chosen on the inner split; the choice is
@@ -768,6 +826,18 @@ def markdown(res: dict[str, Any]) -> str:
         ]
         cols = ["split", "rmse", "mae", "accuracy", "f1", "auc", "log_loss", "in_session", "best_epoch"]
         lines += [*_table(res["sessions"], cols), ""]
+    if "residuals" in res:
+        lines += [
+            "**session residuals** (`--only residuals`; `session_residuals`: a query given its time also "
+            "reads the shrunk mean residual of the user's training rows within each window of it, "
+            "weighed beside the model's output by a regression fitted on the networks' own "
+            "early-stopping rows; the windows chosen on the inner split by log loss, then ua.test beside "
+            "the defaults' rows of the first two tables; in_session: the share of rows in a training "
+            "session, with session_gap; two fits side by side)",
+            "",
+        ]
+        cols = ["split", "rmse", "mae", "accuracy", "f1", "auc", "log_loss", "in_session", "best_epoch"]
+        lines += [*_table(res["residuals"], cols), ""]
     if "ensemble-speed" in res:
         lines += [
             "**the default ensemble's fit, every core** (`--only ensemble-speed`; ua.base, threads=0, "
@@ -852,6 +922,8 @@ def main(argv: list[str] | None = None) -> None:
             res[name] = tune_section(build("ml100k-ua", args.data), args.quick)
         elif name == "item-history":
             res[name] = item_history_section(build("ml100k-ua", args.data), args.quick)
+        elif name == "residuals":
+            res[name] = residuals_section(build("ml100k-ua", args.data), args.quick)
         elif name == "sessions":
             res[name] = sessions_section(build("ml100k-ua", args.data), args.quick)
         elif name == "ensemble-speed":
