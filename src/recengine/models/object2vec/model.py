@@ -5,6 +5,8 @@ data set's metadata) or from SageMaker's JSON Lines pairs (:meth:`Object2Vec.fit
 ratings (``mean_squared_error``) or classes (``softmax``): given as such, made binary by
 ``label_threshold``, or observed rows against sampled negatives (``negative_sampling_rate``). With
 ``rating_classes`` a softmax learns the rating classes themselves and predicts P(rating > threshold).
+A query may carry its time: ``session_gap`` (a bias per sitting) and ``session_residuals`` (the user's
+misses near that time, weighed after training) read it.
 The optimizer is chosen by vocabulary size (``optimizer=auto``): dense Adam on small tables, Adam on
 sparse gradients where updating every row at each step would be the cost of training.
 

@@ -210,7 +210,8 @@ class Object2VecParams(TorchRatingParams):
         "reads the shrunk mean residual of the user's training rows in each window, weighed beside "
         "the model's output by a regression fitted on the members' early-stopping rows (sittings: "
         "MovieLens users rated a page at a time). Needs timestamps, a validation cut and rated rows "
-        "(no negative sampling, no refit); None: off. 0,1,600 was chosen on ua.base's own rows",
+        "(no negative sampling, no refit); None: off. 0,1,600 had the lowest log loss of 0,600, "
+        "0,1,600 and 0,1,600,86400 on an inner split of ua.base",
     )
     session_residuals_past: bool = Field(
         False,
