@@ -156,8 +156,7 @@ class Object2Vec(TorchRecommender):
             identity=self.model_settings(),
             session_reg=p.session_reg,
         )
-        if p.session_residuals is not None:
-            self._check_residual_rows(train, arrays, p, n_members)
+        cuts = self._residual_rows(train, arrays, p, n_members) if p.session_residuals is not None else []
         processes = self._member_processes(p, n_members, len(arrays["target"]))
         threads = p.threads if processes == 1 else (p.threads or max(1, cpu_count() // processes))
         jobs = [self._member_job(p, j, flags[j], item_flags[j], threads) for j in range(n_members)]
@@ -168,7 +167,7 @@ class Object2Vec(TorchRecommender):
         self.net, self._prior = (members[0] if n_members == 1 else Object2VecEnsemble(members)), None
         self.residuals = None
         if p.session_residuals is not None:
-            info["session_residuals"] = self._fit_residuals(train, arrays, members, p)
+            info["session_residuals"] = self._fit_residuals(train, arrays, members, cuts, p)
         info["truncated"] = {"user": user_table.truncated, "item": item_table.truncated}
         info["side_tokens"] = {"user": user_table.kinds, "item": item_table.kinds}
         info["vocab"] = {"user": spec.vocab0, "item": spec.vocab1}
@@ -208,26 +207,24 @@ class Object2Vec(TorchRecommender):
         train: Interactions,
         arrays: dict[str, np.ndarray],
         members: Sequence[Object2VecNet],
+        cuts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
         p: Object2VecParams,
     ) -> dict[str, Any]:
-        """Weigh the session residuals on each member's early-stopping rows (its window features from
-        its own training rows and predictions), then keep the whole model's residuals on every row."""
+        """Weigh the session residuals on each member's early-stopping rows near their user's rows
+        (``cuts``; window features from the member's own training rows and predictions), then keep the
+        whole model's residuals on every row."""
         assert p.session_residuals is not None and train.timestamp is not None  # _fit's checks
         windows, past = tuple(p.session_residuals), p.session_residuals_past
         kind: Kind = "logistic" if self._predicts_probability() else "linear"
         users, items = arrays["user"].astype(np.int64), arrays["item"].astype(np.int64)
         times, target = train.timestamp.astype(np.int64), self._output_targets(train, arrays)
         sessions = arrays.get("session")
-        n = len(target)
         base, features, labels = [], [], []
-        for j, net in enumerate(members):
-            keep, held = validation_rows(n, p.val_fraction, p.seed + j)  # the loop's cut for member j
+        for net, (keep, held) in zip(members, cuts, strict=True):
             pred = self._clip(self._predict_with(net, users, items, sessions))
             table = ResidualTable.build(users[keep], times[keep], (target - pred)[keep])
-            feats, near = table.features(users[held], times[held], windows, past)
-            held = held[near]  # rows with none of the user's rows near keep the output: not fitted
             base.append(pred[held])
-            features.append(feats[near])
+            features.append(table.features(users[held], times[held], windows, past)[0])
             labels.append(target[held])
         x_base, x_feat, y = np.concatenate(base), np.vstack(features), np.concatenate(labels)
         correction = Correction.fit(kind, windows, x_base, x_feat, y, past)
@@ -243,21 +240,24 @@ class Object2Vec(TorchRecommender):
             ],
         }
 
-    def _check_residual_rows(
+    def _residual_rows(
         self, train: Interactions, arrays: dict[str, np.ndarray], p: Object2VecParams, n_members: int
-    ) -> None:
-        """Before any network trains: enough early-stopping rows near their user's training rows to
-        weigh the windows on, and both labels among them (which the data alone decides)."""
+    ) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+        """Per member, before any network trains: the rows it trains on and its early-stopping rows
+        (the loop's cut) with training rows of their user within the widest window, which the weights
+        are fitted on (the others keep the output). Refused when they are too few to weigh the windows
+        on or all of one label, which the data alone decides."""
         assert p.session_residuals is not None and train.timestamp is not None  # _fit's checks
         users, times = arrays["user"].astype(np.int64), train.timestamp.astype(np.int64)
         target, n, widest = self._output_targets(train, arrays), len(users), (max(p.session_residuals),)
-        labels = []
+        cuts = []
         for j in range(n_members):
             keep, held = validation_rows(n, p.val_fraction, p.seed + j)
             table = ResidualTable.build(users[keep], times[keep], np.zeros(len(keep)))
-            near = table.features(users[held], times[held], widest, p.session_residuals_past)[1]
-            labels.append(target[held[near]])
-        near = np.concatenate(labels)
+            cuts.append(
+                (keep, held[table.features(users[held], times[held], widest, p.session_residuals_past)[1]])
+            )
+        near = target[np.concatenate([held for _, held in cuts])]
         if len(near) < 10 * (len(p.session_residuals) + 2):
             raise DataError(
                 f"session_residuals: {len(near)} early-stopping rows have training rows of their user "
@@ -270,6 +270,7 @@ class Object2Vec(TorchRecommender):
                 f"{int(near[0] > 0.5)}, so there is nothing to weigh the residuals by; leave "
                 "session_residuals out or raise val_fraction"
             )
+        return cuts
 
     def _predicts_probability(self) -> bool:
         """Whether predictions are P(label = 1) (labels from a threshold, rating classes, 0/1 data),
