@@ -740,6 +740,10 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
     return out
 
 
+#: The columns of the sections whose rows read each query's time (sessions, residuals).
+TIMED_COLUMNS = ["split", "rmse", "mae", "accuracy", "f1", "auc", "log_loss", "in_session", "best_epoch"]
+
+
 def markdown(res: dict[str, Any]) -> str:
     c = res["context"]
     lines = [
@@ -824,8 +828,7 @@ def markdown(res: dict[str, Any]) -> str:
             "of rows that fell in a training session; two fits side by side)",
             "",
         ]
-        cols = ["split", "rmse", "mae", "accuracy", "f1", "auc", "log_loss", "in_session", "best_epoch"]
-        lines += [*_table(res["sessions"], cols), ""]
+        lines += [*_table(res["sessions"], TIMED_COLUMNS), ""]
     if "residuals" in res:
         lines += [
             "**session residuals** (`--only residuals`; `session_residuals`: a query given its time also "
@@ -836,8 +839,7 @@ def markdown(res: dict[str, Any]) -> str:
             "session, with session_gap; two fits side by side)",
             "",
         ]
-        cols = ["split", "rmse", "mae", "accuracy", "f1", "auc", "log_loss", "in_session", "best_epoch"]
-        lines += [*_table(res["residuals"], cols), ""]
+        lines += [*_table(res["residuals"], TIMED_COLUMNS), ""]
     if "ensemble-speed" in res:
         lines += [
             "**the default ensemble's fit, every core** (`--only ensemble-speed`; ua.base, threads=0, "

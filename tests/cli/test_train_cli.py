@@ -457,17 +457,23 @@ def test_predict_answers_json_lines_instances_as_the_endpoint_does(model_dir, tm
     assert not any((tmp_path / n).exists() for n in ("b.jsonl", "c.jsonl", "d.jsonl", "m.jsonl"))
 
 
+def sittings_csv(path: Path, seed: int, per_sitting: int) -> Path:
+    """Twenty users, each with one good sitting (every rating 5) and one bad (1) a day apart,
+    ``per_sitting`` ratings a second apart in each: a CSV with a timestamp column."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(1, 21):
+        for k, good in enumerate(rng.permutation([True, False])):
+            for j, i in enumerate(rng.permutation(30)[:per_sitting] + 1 + 30 * k):
+                rows.append(f"{u},{i},{5 if good else 1},{1_000_000 + 86_400 * k + j}\n")
+    path.write_text("user,item,rating,timestamp\n" + "".join(rows))
+    return path
+
+
 def test_predict_reads_the_query_time_for_a_model_with_sessions(tmp_path, run):
     """A timestamp column in --input reaches a model with sessions (each row predicted in the
     sitting it falls in); a time that is not whole seconds is named by its line."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for u in range(1, 21):
-        for k, good in enumerate(rng.permutation([True, False])):  # one good and one bad sitting
-            for j, i in enumerate(rng.permutation(30)[:6] + 1 + 30 * k):
-                rows.append(f"{u},{i},{5 if good else 1},{1_000_000 + 86_400 * k + j}\n")
-    data = tmp_path / "ratings.csv"
-    data.write_text("user,item,rating,timestamp\n" + "".join(rows))
+    data = sittings_csv(tmp_path / "ratings.csv", seed=0, per_sitting=6)
     out = tmp_path / "o2v"
     small = ["--set", "epochs=15", "--set", "members=1", "--set", "enc_dim=8", "--set", "threads=1"]
     small += ["--set", "session_gap=60", "--set", "session_reg=0.5", "--set", "val_fraction=0"]
@@ -507,14 +513,7 @@ def test_predict_reads_the_query_time_for_a_model_with_sessions(tmp_path, run):
 def test_predict_with_session_residuals_notes_a_file_without_times(tmp_path, run):
     """``--set session_residuals=600`` (one window, read as a number) trains a model that reads the
     query's time; a pairs file without a timestamp column is predicted as without, with a note."""
-    rng = np.random.default_rng(1)
-    rows = []
-    for u in range(1, 21):
-        for k, good in enumerate(rng.permutation([True, False])):
-            for j, i in enumerate(rng.permutation(30)[:8] + 1 + 30 * k):
-                rows.append(f"{u},{i},{5 if good else 1},{1_000_000 + 86_400 * k + j}\n")
-    data = tmp_path / "ratings.csv"
-    data.write_text("user,item,rating,timestamp\n" + "".join(rows))
+    data = sittings_csv(tmp_path / "ratings.csv", seed=1, per_sitting=8)
     out = tmp_path / "o2v"
     small = ["--set", "epochs=10", "--set", "members=1", "--set", "enc_dim=8", "--set", "threads=1"]
     small += ["--set", "session_residuals=600", "--set", "val_fraction=0.3"]

@@ -14,7 +14,7 @@ from recengine.models.base import NO_TIME
 from recengine.models.object2vec import Object2Vec
 from recengine.models.object2vec.residuals import SHRINK, Correction, ResidualTable
 from recengine.training.data import split_validation, validation_rows
-from tests.models.test_object2vec_sessions import FAST, moods
+from tests.models.test_object2vec_sessions import FAST, binary_timed_and_untimed, moods
 
 WITH_VAL: dict[str, Any] = {**FAST, "val_fraction": 0.25, "patience": None}
 
@@ -236,29 +236,8 @@ def test_session_residuals_raise_the_binary_accuracy_on_ml100k_ua(ml100k_dir: Pa
     """Five rating classes, weighed on the network's own early-stopping rows of ua.base, through the
     runner (which passes each test row's time): better than the same network asked without the
     times, on every binary metric."""
-    from recengine.evaluation.metrics import binary_metrics
-    from recengine.evaluation.protocols import build
-    from recengine.evaluation.runner import evaluate_folds
-    from tests.models.test_object2vec import SMALL_ML100K
-
-    ratings = build("ml100k-ua", ml100k_dir)
-    binary = build("ml100k-ua-binary", ml100k_dir)
-    params = {
-        **SMALL_ML100K,
-        "val_fraction": 0.05,
-        "output_layer": "softmax",
-        "num_classes": 5,
-        "label_threshold": 3,
-        "rating_classes": True,
-        "session_residuals": [0, 1, 600],
-    }
-    res = evaluate_folds("object2vec", binary.folds, "binary", params, dataset=binary.dataset)
-    m = Object2Vec(**params)
-    m.use_dataset(ratings.dataset)
-    m.fit(ratings.folds[0].train)
-    test = binary.folds[0].test
-    timed = binary_metrics(test.values(), m.predict_internal(test.user, test.item, test.timestamp))
-    untimed = binary_metrics(test.values(), m.predict_internal(test.user, test.item))
+    extra = {"val_fraction": 0.05, "session_residuals": [0, 1, 600]}
+    res, timed, untimed = binary_timed_and_untimed(ml100k_dir, extra)
     assert res["accuracy"] == pytest.approx(timed["accuracy"])
     assert timed["accuracy"] > untimed["accuracy"] + 0.008, (timed, untimed)
     assert timed["auc"] > untimed["auc"] + 0.008 and timed["log_loss"] < untimed["log_loss"] - 0.008

@@ -251,9 +251,9 @@ def test_models_without_a_time_context_ignore_the_time_and_bad_times_are_refused
 
 
 # ----- real data --------------------------------------------------------------------------------------
-def test_sessions_raise_the_binary_accuracy_on_ml100k_ua(ml100k_dir: Path):
-    """Five rating classes with ten-minute sessions, evaluated through the runner (which passes each
-    test row's time): better than the same model asked without the times."""
+def binary_timed_and_untimed(ml100k_dir: Path, extra: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """Five rating classes with ``extra``, on ml100k-ua-binary: the runner's metrics (which pass each
+    test row's time), then those of one fit asked with and without the times."""
     from recengine.evaluation.metrics import binary_metrics
     from recengine.evaluation.protocols import build
     from recengine.evaluation.runner import evaluate_folds
@@ -267,7 +267,7 @@ def test_sessions_raise_the_binary_accuracy_on_ml100k_ua(ml100k_dir: Path):
         "num_classes": 5,
         "label_threshold": 3,
         "rating_classes": True,
-        "session_gap": 600,
+        **extra,
     }
     res = evaluate_folds("object2vec", binary.folds, "binary", params, dataset=binary.dataset)
     m = Object2Vec(**params)
@@ -276,6 +276,13 @@ def test_sessions_raise_the_binary_accuracy_on_ml100k_ua(ml100k_dir: Path):
     test = binary.folds[0].test
     timed = binary_metrics(test.values(), m.predict_internal(test.user, test.item, test.timestamp))
     untimed = binary_metrics(test.values(), m.predict_internal(test.user, test.item))
+    return res, timed, untimed
+
+
+def test_sessions_raise_the_binary_accuracy_on_ml100k_ua(ml100k_dir: Path):
+    """Five rating classes with ten-minute sessions, evaluated through the runner (which passes each
+    test row's time): better than the same model asked without the times."""
+    res, timed, untimed = binary_timed_and_untimed(ml100k_dir, {"session_gap": 600})
     assert res["accuracy"] == pytest.approx(timed["accuracy"])
     better = timed["log_loss"] < untimed["log_loss"] - 0.003 and timed["auc"] > untimed["auc"] + 0.003
     assert better and timed["accuracy"] > untimed["accuracy"], (timed, untimed)
