@@ -27,9 +27,10 @@
   predicted at its own time) chosen on the inner split of ``tune``, then the choice on ua.test for
   the binary metrics of the five-class model and for RMSE.
 * ``residuals`` (only with ``--only residuals``): session residuals (``session_residuals``: the
-  user's training rows near the query's time, weighed on the networks' own early-stopping rows), the
-  windows chosen on the inner split of ``tune`` by log loss, then the choice on ua.test for the
-  binary metrics of the five-class model (also with ``session_gap``) and for RMSE.
+  user's training rows near the query's time, weighed on the networks' own early-stopping rows; with
+  ``session_residuals_similar`` also those of movies like the query's), the windows chosen on the
+  inner split of ``tune`` by log loss, then the choice on ua.test for the binary metrics of the
+  five-class model (also with ``session_gap``) and for RMSE.
 * ``ensemble-speed`` (only with ``--only ensemble-speed``): the default fit's wall time on ua.base with
   every core, members trained in turn against side by side in worker processes.
 * training speed on the ml-20m shape (synthetic, seed 0): one epoch over 1,000,000 sampled rows (the
@@ -493,20 +494,23 @@ def _session_row(job: tuple[str, str, dict[str, Any], Interactions, Interactions
 
 
 #: Session residuals on the inner split (five rating classes, P(rating > 3) on ub.test's rows): the
-#: windows are chosen here, by log loss.
-RESIDUAL_WINDOWS: dict[str, list[int] | None] = {
+#: windows, and whether the similarity-weighted one joins them, are chosen here, by log loss.
+RESIDUAL_CHOICES: dict[str, dict[str, Any] | None] = {
     "object2vec (5 rating classes), no session residuals": None,
-    "... session_residuals=0,600": [0, 600],
-    "... session_residuals=0,1,600": [0, 1, 600],
-    "... session_residuals=0,1,600,86400": [0, 1, 600, 86400],
+    "... session_residuals=0,1,600": {"session_residuals": [0, 1, 600]},
+    "... session_residuals=0,1,600, session_residuals_similar=600": {
+        "session_residuals": [0, 1, 600],
+        "session_residuals_similar": 600,
+    },
 }
 
 
 def residuals_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     """Session residuals: each test row is predicted at its own time, and the residuals of the user's
-    training rows near it are weighed beside the model's output. The windows are chosen on the inner
-    split (lowest log loss), then measured on ua.test: the five-class model alone and with sessions,
-    and the defaults for RMSE. Two fits side by side (one thread each)."""
+    training rows near it (and, with ``session_residuals_similar``, those of movies like its own) are
+    weighed beside the model's output. The settings are chosen on the inner split (lowest log loss),
+    then measured on ua.test: the five-class model alone and with sessions, and the defaults for
+    RMSE. Two fits side by side (one thread each)."""
     from concurrent.futures import ProcessPoolExecutor
 
     assert run.dataset.path is not None
@@ -515,28 +519,24 @@ def residuals_section(run: ProtocolRun, quick: bool) -> list[dict[str, Any]]:
     extra = {"epochs": 2} if quick else {}
     split = "inner split (ub.test's rows)"
     tune = [
-        (
-            label,
-            split,
-            {**_CLASSES, **extra, **({} if w is None else {"session_residuals": w})},
-            fit_rows,
-            held,
-        )
-        for label, w in RESIDUAL_WINDOWS.items()
+        (label, split, {**_CLASSES, **extra, **(w or {})}, fit_rows, held)
+        for label, w in RESIDUAL_CHOICES.items()
     ]
     with ProcessPoolExecutor(max_workers=2) as pool:
         rows = list(pool.map(_session_row, [(*job, run.dataset) for job in tune]))
-        scored = [(r["log_loss"], w) for r, w in zip(rows, RESIDUAL_WINDOWS.values(), strict=True) if w]
-        chosen = min(scored)[1]
-        w = {"session_residuals": chosen}
-        named = ",".join(map(str, chosen))
+        choices = list(RESIDUAL_CHOICES.values())
+        chosen = min((c for c in zip(rows, choices, strict=True) if c[1]), key=lambda c: c[0]["log_loss"])[1]
+        assert chosen is not None
+        named = ", ".join(
+            f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in chosen.items()
+        )
         test = [
-            (f"object2vec (5 rating classes, session_residuals={named})", {**_CLASSES, **w}),
+            (f"object2vec (5 rating classes, {named})", {**_CLASSES, **chosen}),
             (
-                f"object2vec (5 rating classes, session_residuals={named}, session_gap=600)",
-                {**_CLASSES, **w, "session_gap": 600},
+                f"object2vec (5 rating classes, {named}, session_gap=600)",
+                {**_CLASSES, **chosen, "session_gap": 600},
             ),
-            (f"object2vec (defaults, session_residuals={named})", w),
+            (f"object2vec (defaults, {named})", chosen),
         ]
         jobs = [
             (label, "ua.test", {**params, **extra}, fold.train, fold.test, run.dataset)
@@ -832,9 +832,11 @@ def markdown(res: dict[str, Any]) -> str:
     if "residuals" in res:
         lines += [
             "**session residuals** (`--only residuals`; `session_residuals`: a query given its time also "
-            "reads the shrunk mean residual of the user's training rows within each window of it, "
-            "weighed beside the model's output by a regression fitted on the networks' own "
-            "early-stopping rows; the windows chosen on the inner split by log loss, then ua.test beside "
+            "reads the shrunk mean residual of the user's training rows within each window of it "
+            "(`session_residuals_similar`: and within that window, weighed by how alike each row's movie "
+            "is to the query's by co-occurrence), weighed beside the model's output by a regression "
+            "fitted on the networks' own early-stopping rows; the settings chosen on the inner split by "
+            "log loss, then ua.test beside "
             "the defaults' rows of the first two tables; in_session: the share of rows in a training "
             "session, with session_gap; two fits side by side)",
             "",

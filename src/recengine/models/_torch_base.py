@@ -224,11 +224,18 @@ class TorchRecommender(Recommender):
         users: npt.NDArray[np.int64],
         items: npt.NDArray[np.int64],
         sessions: npt.NDArray[np.int64] | None = None,
+        class_values: npt.NDArray[np.float64] | None = None,
     ) -> FloatArray:
-        """:meth:`_predict` through ``net`` (the model's own network, or one member of it)."""
+        """:meth:`_predict` through ``net`` (the model's own network, or one member of it);
+        ``class_values`` prices a classifier's classes otherwise than the model does (e.g. at their
+        ratings, for the expected rating of a head that predicts P(rating > 3))."""
         net = net.eval()
         dev = _device(net)
-        values = self._values_tensor(dev)
+        values = (
+            self._values_tensor(dev)
+            if class_values is None
+            else torch.tensor(class_values, dtype=torch.float32, device=dev)
+        )
         out = np.empty(len(users), dtype=np.float64)
         with torch.inference_mode():
             for s in range(0, len(users), PAIR_CHUNK):

@@ -33,6 +33,7 @@ from recengine.data.interactions import Interactions
 from recengine.data.pairs import Pairs, read_pairs
 from recengine.errors import CapabilityError, ConfigError, DataError
 from recengine.models._torch_base import PAIR_CHUNK, TorchRecommender, _device
+from recengine.models._torch_nets import PairNet, class_values
 from recengine.models.base import NO_TIME, Capabilities, NotFittedError
 from recengine.models.object2vec import content as cn
 from recengine.models.object2vec import tokens as tk
@@ -41,7 +42,13 @@ from recengine.models.object2vec.encoders import NetSpec, Object2VecNet
 from recengine.models.object2vec.ensemble import Object2VecEnsemble
 from recengine.models.object2vec.members import MemberInputs, MemberJob, plan_processes, train_members
 from recengine.models.object2vec.params import Object2VecParams
-from recengine.models.object2vec.residuals import Correction, Kind, ResidualTable
+from recengine.models.object2vec.residuals import (
+    Correction,
+    Kind,
+    ResidualTable,
+    SimilarTable,
+    cooccurrence_vectors,
+)
 from recengine.models.object2vec.sessions import Sessions
 from recengine.training.data import validation_rows
 from recengine.training.device import cpu_count, resolve_device
@@ -49,6 +56,7 @@ from recengine.training.device import cpu_count, resolve_device
 LAYOUT_KEY = "object2vec.layout"  # JSON of the token layout, stored as uint8 bytes among the arrays
 SESSIONS_KEY = "object2vec.sessions."  # the training sessions' user, start and end arrays
 RESIDUALS_KEY = "object2vec.residuals."  # the training rows' residuals per (user, second)
+SIMILAR_KEY = "object2vec.residuals_similar."  # the same row by row, with the items' vectors
 
 
 class Object2Vec(TorchRecommender):
@@ -69,7 +77,7 @@ class Object2Vec(TorchRecommender):
         self._pending_pairs: tuple[tk.TokenTable, tk.TokenTable, tuple[int, int]] | None = None
         self.layout: dict[str, Any] = {}
         self.sessions: Sessions | None = None
-        self.residuals: tuple[ResidualTable, Correction] | None = None
+        self.residuals: tuple[ResidualTable, Correction, SimilarTable | None] | None = None
 
     # ----- training data ---------------------------------------------------------------------------
     def fit_pairs(
@@ -215,21 +223,37 @@ class Object2Vec(TorchRecommender):
         whole model's residuals on every row."""
         assert p.session_residuals is not None and train.timestamp is not None  # _fit's checks
         windows, past = tuple(p.session_residuals), p.session_residuals_past
+        similar = p.session_residuals_similar
         kind: Kind = "logistic" if self._predicts_probability() else "linear"
         users, items = arrays["user"].astype(np.int64), arrays["item"].astype(np.int64)
         times, target = train.timestamp.astype(np.int64), self._output_targets(train, arrays)
         sessions = arrays.get("session")
+        vectors = (
+            cooccurrence_vectors(train.user, train.item, train.n_users, train.n_items)
+            if similar is not None
+            else None
+        )
         base, features, labels = [], [], []
         for net, (keep, held) in zip(members, cuts, strict=True):
-            pred = self._clip(self._predict_with(net, users, items, sessions))
-            table = ResidualTable.build(users[keep], times[keep], (target - pred)[keep])
+            pred, resid = self._residuals_of(net, train, users, items, sessions, target)
+            table = ResidualTable.build(users[keep], times[keep], resid[keep])
+            feats = table.features(users[held], times[held], windows, past)[0]
+            if similar is not None and vectors is not None:
+                rows = SimilarTable.build(users[keep], times[keep], items[keep], resid[keep], vectors)
+                alike = rows.feature(users[held], items[held], times[held], similar, past)
+                feats = np.column_stack([feats, alike])
             base.append(pred[held])
-            features.append(table.features(users[held], times[held], windows, past)[0])
+            features.append(feats)
             labels.append(target[held])
         x_base, x_feat, y = np.concatenate(base), np.vstack(features), np.concatenate(labels)
-        correction = Correction.fit(kind, windows, x_base, x_feat, y, past)
-        pred = self._clip(self._predict(users, items, sessions))
-        self.residuals = (ResidualTable.build(users, times, target - pred), correction)
+        kinds = resid.shape[1]
+        correction = Correction.fit(kind, windows, x_base, x_feat, y, past, similar, kinds)
+        resid = self._residuals_of(self._net(), train, users, items, sessions, target)[1]
+        self.residuals = (
+            ResidualTable.build(users, times, resid),
+            correction,
+            None if vectors is None else SimilarTable.build(users, times, items, resid, vectors),
+        )
         self.layout["residuals"] = correction.as_dict()
         before, after = x_base, correction.apply(x_base, x_feat)
         return {
@@ -239,6 +263,25 @@ class Object2Vec(TorchRecommender):
                 round(_fit_error(kind, y, v), 6) for v in (before, after)
             ],
         }
+
+    def _residuals_of(
+        self,
+        net: PairNet,
+        train: Interactions,
+        users: npt.NDArray[np.int64],
+        items: npt.NDArray[np.int64],
+        sessions: npt.NDArray[np.int64] | None,
+        target: npt.NDArray[np.float64],
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """``net``'s predictions of the training rows and their residuals, one column per kind: the
+        label's, and with rating classes also the rating's against the expected rating (how far off
+        in stars, which the label's side of the threshold does not tell)."""
+        pred = self._clip(self._predict_with(net, users, items, sessions))
+        kinds = [target - pred]
+        if self.params.rating_classes:
+            stars = class_values(train.scale)
+            kinds.append(train.values() - self._predict_with(net, users, items, sessions, stars))
+        return pred, np.column_stack(kinds)
 
     def _residual_rows(
         self, train: Interactions, arrays: dict[str, np.ndarray], p: Object2VecParams, n_members: int
@@ -281,7 +324,7 @@ class Object2Vec(TorchRecommender):
     def model_settings(self) -> dict[str, Any]:
         """The base's, less the session residuals' settings: weighed after the networks train, they do
         not change them, so a resumed fit may weigh other windows."""
-        later = ("session_residuals", "session_residuals_past")
+        later = ("session_residuals", "session_residuals_past", "session_residuals_similar")
         return {k: v for k, v in super().model_settings().items() if k not in later}
 
     def _output_targets(self, train: Interactions, arrays: dict[str, np.ndarray]) -> npt.NDArray[np.float64]:
@@ -581,11 +624,15 @@ class Object2Vec(TorchRecommender):
         else:
             out = self._predict(users, items, self.sessions.lookup(users, timestamps))
         if self.residuals is not None:  # a query with a time also reads the user's misses near it
-            table, correction = self.residuals
+            table, correction, rows = self.residuals
             timed = np.flatnonzero(timestamps != NO_TIME)
             feats, near = table.features(users[timed], timestamps[timed], correction.windows, correction.past)
             at = timed[near]
-            out[at] = correction.apply(self._clip(out[at]), feats[near])
+            feats = feats[near]
+            if rows is not None and correction.similar is not None:
+                reach = (correction.similar, correction.past)
+                feats = np.column_stack([feats, rows.feature(users[at], items[at], timestamps[at], *reach)])
+            out[at] = correction.apply(self._clip(out[at]), feats)
         return out
 
     # ----- embeddings ------------------------------------------------------------------------------
@@ -615,6 +662,8 @@ class Object2Vec(TorchRecommender):
             arrays.update({SESSIONS_KEY + k: v for k, v in self.sessions.arrays().items()})
         if self.residuals is not None:
             arrays.update({RESIDUALS_KEY + k: v for k, v in self.residuals[0].arrays().items()})
+            if self.residuals[2] is not None:
+                arrays.update({SIMILAR_KEY + k: v for k, v in self.residuals[2].arrays().items()})
         return arrays
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -640,13 +689,20 @@ class Object2Vec(TorchRecommender):
         residuals = {
             k.removeprefix(RESIDUALS_KEY): arrays.pop(k) for k in list(arrays) if k.startswith(RESIDUALS_KEY)
         }
+        similar = {
+            k.removeprefix(SIMILAR_KEY): arrays.pop(k) for k in list(arrays) if k.startswith(SIMILAR_KEY)
+        }
         self.residuals = None
         if self.layout.get("residuals"):
             if not residuals:
                 raise DataError("object2vec state names session residuals but lacks their arrays")
+            correction = Correction.from_dict(self.layout["residuals"])
+            if correction.similar is not None and not similar:
+                raise DataError("object2vec state names similar session residuals but lacks their arrays")
             self.residuals = (
                 ResidualTable.from_arrays(residuals),
-                Correction.from_dict(self.layout["residuals"]),
+                correction,
+                SimilarTable.from_arrays(similar) if correction.similar is not None else None,
             )
         prefix = "members.0." if int(self.layout.get("members", 1)) > 1 else ""
         users, items = arrays.get(f"{prefix}user_tokens"), arrays.get(f"{prefix}item_tokens")

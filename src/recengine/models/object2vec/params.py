@@ -209,7 +209,8 @@ class Object2VecParams(TorchRatingParams):
         description="windows (seconds either side of a query's time): a query given its time also "
         "reads the shrunk mean residual of the user's training rows in each window, weighed beside "
         "the model's output by a regression fitted on the members' early-stopping rows (sittings: "
-        "MovieLens users rated a page at a time). Needs timestamps, a validation cut and rated rows "
+        "MovieLens users rated a page at a time; with rating_classes the residuals of the expected "
+        "rating as well). Needs timestamps, a validation cut and rated rows "
         "(no negative sampling, no refit); None: off. 0,1,600 had the lowest log loss of 0,600, "
         "0,1,600 and 0,1,600,86400 on an inner split of ua.base",
     )
@@ -217,6 +218,15 @@ class Object2VecParams(TorchRatingParams):
         False,
         description="the session residuals' windows reach only back from the query's time (what a live "
         "service knows when the query is now); false: both ways, as a query inside a past sitting may",
+    )
+    session_residuals_similar: int | None = Field(
+        None,
+        ge=0,
+        le=10 * 365 * 86400,
+        description="one more session residual feature: within this window (seconds, at most the widest "
+        "of session_residuals) the user's residuals weighed by how alike each row's movie is to the "
+        "query's (cosine of co-occurrence vectors: who rated what), so a sitting's level is read per "
+        "kind of movie; None: off. 600 on ml100k-ua-binary",
     )
 
     history_max_len: int = Field(
@@ -386,6 +396,14 @@ class Object2VecParams(TorchRatingParams):
                     "session_residuals weighs the residuals on the networks' early-stopping rows: it needs "
                     "rated rows (negative_sampling_rate=0), val_fraction > 0 and refit=false"
                 )
+        if self.session_residuals_similar is not None and (
+            self.session_residuals is None or self.session_residuals_similar > max(self.session_residuals)
+        ):
+            raise ValueError(
+                "session_residuals_similar is a window within the session residuals' widest: set "
+                "session_residuals with a window of at least "
+                f"{self.session_residuals_similar} s too"
+            )
         if self.session_residuals_past and self.session_residuals is None:
             raise ValueError(
                 "session_residuals_past says which way the session residuals' windows reach: "
