@@ -141,6 +141,23 @@ def test_cooccurrence_vectors_tell_movies_rated_by_the_same_people_apart(n_items
     assert cooccurrence_vectors([0, 1], [0, 1], 2, 9).shape == (9, 0)  # too small to tell apart
 
 
+@pytest.mark.parametrize(("n_users", "n_items", "dim"), [(100, 30, 16), (20, 100, 10), (100, 300, 8)])
+def test_cooccurrence_vectors_are_the_top_singular_vectors_whichever_side_is_small(
+    n_users: int, n_items: int, dim: int
+):
+    """The items' side (few items), the users' side (few users) and ARPACK give numpy's SVD."""
+    rng = np.random.default_rng(5)
+    m = rng.uniform(size=(n_users, n_items)) < 0.2
+    users, items = np.nonzero(m)
+    v = cooccurrence_vectors(users, items, n_users, n_items, dim)
+    k = min(dim, min(n_users, n_items) // 4)
+    want = np.linalg.svd(m.astype(np.float64), full_matrices=False)[2][:k].T
+    norm = np.linalg.norm(want, axis=1, keepdims=True)
+    want = np.divide(want, norm, out=np.zeros_like(want), where=norm > 1e-9)  # a movie nobody rated: 0
+    assert v.shape == (n_items, k)
+    np.testing.assert_allclose(v @ v.T, want @ want.T, atol=1e-4)  # signs aside
+
+
 def test_the_validation_rows_are_the_loops_own():
     arrays = {"target": np.arange(1000.0), "user": np.arange(1000) % 7}
     train, val = split_validation(arrays, 0.1, 3)
@@ -173,8 +190,12 @@ def test_the_logistic_weights_are_recovered_and_round_trip():
     similar = Correction.fit("logistic", (600,), p, f, y, similar=600)
     assert similar.similar == 600 and len(similar.weights) == 3
     assert Correction.from_dict(similar.as_dict()) == similar
-    with pytest.raises(DataError, match="do not fit their windows"):
-        Correction.from_dict({**similar.as_dict(), "similar": None})
+    for bad in (None, 601, -1):
+        with pytest.raises(DataError, match="do not fit their windows"):
+            Correction.from_dict({**similar.as_dict(), "similar": bad})
+    # A layout saved before the kinds and the similar window: one kind, no similar window.
+    old = {k: v for k, v in c.as_dict().items() if k not in ("kinds", "similar")}
+    assert Correction.from_dict(old) == c
     four = np.column_stack([f, rng.normal(size=(20_000, 2))])  # two kinds × (one window + similar)
     kinds = Correction.fit("logistic", (600,), p, four, y, similar=600, kinds=2)
     assert len(kinds.weights) == 5 and Correction.from_dict(kinds.as_dict()) == kinds
@@ -224,7 +245,7 @@ def test_too_few_held_rows_near_their_users_rows_are_refused_before_training(mon
 
     monkeypatch.setattr(o2v, "train_members", trained)
     train, _ = moods()
-    with pytest.raises(DataError, match=r"too few to weigh 1 window\(s\) on; raise val_fraction"):
+    with pytest.raises(DataError, match=r"too few to weigh 1 residual feature\(s\) on; raise val_fraction"):
         Object2Vec(WITH_VAL, val_fraction=0.01, session_residuals=[0]).fit(train)
 
 
@@ -375,6 +396,20 @@ def test_the_similar_residuals_read_a_sittings_level_per_kind_of_movie():
         c.predict_internal(test.user, test.item, test.timestamp),
         kinds.predict_internal(test.user, test.item, test.timestamp),
     )
+    # A batch without any time, and an empty one: the model's own output.
+    untimed_rows = np.full(len(test), NO_TIME, dtype=np.int64)
+    np.testing.assert_array_equal(
+        kinds.predict_internal(test.user, test.item, untimed_rows),
+        kinds.predict_internal(test.user, test.item),
+    )
+    none = np.zeros(0, dtype=np.int64)
+    assert kinds.predict_internal(none, none, none).shape == (0,)
+    arrays = kinds.state_arrays()
+    arrays["object2vec.residuals.total"] = np.column_stack([arrays["object2vec.residuals.total"]] * 2)
+    with pytest.raises(DataError, match=r"residuals of \[1, 2\] kind\(s\), its weights are for 1"):
+        Object2Vec(**kinds.get_params()).restore(
+            kinds.users, kinds.items, kinds.scale, kinds.seen(), arrays, kinds.history
+        )
     arrays = {k: v for k, v in kinds.state_arrays().items() if "residuals_similar" not in k}
     with pytest.raises(DataError, match="names similar session residuals but lacks their arrays"):
         Object2Vec(**kinds.get_params()).restore(

@@ -301,10 +301,12 @@ class Object2Vec(TorchRecommender):
                 (keep, held[table.features(users[held], times[held], widest, p.session_residuals_past)[1]])
             )
         near = target[np.concatenate([held for _, held in cuts])]
-        if len(near) < 10 * (len(p.session_residuals) + 2):
+        kinds = 2 if p.rating_classes else 1  # the label's residuals, and the stars' with rating classes
+        n_features = kinds * (len(p.session_residuals) + (p.session_residuals_similar is not None))
+        if len(near) < 10 * (n_features + 2):
             raise DataError(
                 f"session_residuals: {len(near)} early-stopping rows have training rows of their user "
-                f"within {widest[0]} s, too few to weigh {len(p.session_residuals)} window(s) on; raise "
+                f"within {widest[0]} s, too few to weigh {n_features} residual feature(s) on; raise "
                 "val_fraction or widen the windows"
             )
         if self._predicts_probability() and len(np.unique(near > 0.5)) == 1:
@@ -699,11 +701,15 @@ class Object2Vec(TorchRecommender):
             correction = Correction.from_dict(self.layout["residuals"])
             if correction.similar is not None and not similar:
                 raise DataError("object2vec state names similar session residuals but lacks their arrays")
-            self.residuals = (
-                ResidualTable.from_arrays(residuals),
-                correction,
-                SimilarTable.from_arrays(similar) if correction.similar is not None else None,
-            )
+            table = ResidualTable.from_arrays(residuals)
+            rows = SimilarTable.from_arrays(similar) if correction.similar is not None else None
+            kinds_held = {table.total.shape[1]} | ({rows.residual.shape[1]} if rows is not None else set())
+            if kinds_held != {correction.kinds}:
+                raise DataError(
+                    f"object2vec state holds session residuals of {sorted(kinds_held)} kind(s), its weights "
+                    f"are for {correction.kinds}"
+                )
+            self.residuals = (table, correction, rows)
         prefix = "members.0." if int(self.layout.get("members", 1)) > 1 else ""
         users, items = arrays.get(f"{prefix}user_tokens"), arrays.get(f"{prefix}item_tokens")
         if users is None or items is None:

@@ -14,7 +14,7 @@ residual beside the label's: the rating minus the expected rating, which tells a
 the label does not, each kind with its own feature per window.
 
 One more feature, with ``similar``: within that window, the residuals weighed by how alike each
-row's movie is to the query's (the cosine of their co-occurrence vectors, squared, clipped at 0),
+row's movie is to the query's (the cosine of their co-occurrence vectors, clipped at 0, squared),
 so a sitting spent disliking horror films reads more on the next horror film than on a comedy.
 
 A query without a time, or with none of the user's training rows within the widest window, keeps
@@ -90,14 +90,14 @@ class ResidualTable:
         out = np.zeros((len(u), kinds, len(windows)), dtype=np.float64)
         near = np.zeros(len(u), dtype=bool)
         if len(self.user) == 0 or len(u) == 0:
-            return out.reshape(len(u), -1), near
+            return out.reshape(len(u), kinds * len(windows)), near
         distinct, keys, cum_total, cum_count = self._index
         for k, w in enumerate(windows):
             lo, hi = _bounds(distinct, keys, u, t, w, past)
             n = cum_count[hi] - cum_count[lo]
             out[:, :, k] = (cum_total[hi] - cum_total[lo]) / (n + SHRINK)[:, None]
             near |= n > 0
-        return out.reshape(len(u), -1), near
+        return out.reshape(len(u), kinds * len(windows)), near
 
     @cached_property
     def _index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -173,8 +173,12 @@ def cooccurrence_vectors(
     k = min(dim, min(m.shape) // 4)
     if k < 1 or m.nnz == 0:
         return np.zeros((n_items, 0), dtype=np.float32)
-    if min(m.shape) <= 2 * dim:  # ARPACK wants k well below the size; small data is cheap dense
-        vt = np.linalg.svd(m.toarray(), full_matrices=False)[2][:k]
+    if n_items <= 2 * dim:  # ARPACK wants k well below the size; a small side is cheap dense
+        vt = np.linalg.eigh((m.T @ m).toarray())[1][:, ::-1][:, :k].T
+    elif n_users <= 2 * dim:  # V = Mᵀ U / s from the users' side
+        value, vec = np.linalg.eigh((m @ m.T).toarray())
+        value, vec = value[::-1][:k], vec[:, ::-1][:, :k]
+        vt = (m.T @ vec / np.sqrt(np.maximum(value, 1e-12))).T
     else:
         from scipy.sparse.linalg import svds
 
@@ -359,6 +363,7 @@ class Correction:
         if (
             kind not in ("logistic", "linear")
             or kinds < 1
+            or (similar is not None and not 0 <= similar <= max(windows, default=-1))
             or len(weights) != 1 + kinds * (len(windows) + (similar is not None))
             or not isinstance(past, bool)
         ):
