@@ -278,10 +278,14 @@ class Object2Vec(TorchRecommender):
         in stars, which the label's side of the threshold does not tell)."""
         pred = self._clip(self._predict_with(net, users, items, sessions))
         kinds = [target - pred]
-        if self.params.rating_classes:
+        if self._residual_kinds() == 2:
             stars = class_values(train.scale)
             kinds.append(train.values() - self._predict_with(net, users, items, sessions, stars))
         return pred, np.column_stack(kinds)
+
+    def _residual_kinds(self) -> int:
+        """The label's residuals, and with rating classes the stars' as well."""
+        return 2 if self.params.rating_classes else 1
 
     def _residual_rows(
         self, train: Interactions, arrays: dict[str, np.ndarray], p: Object2VecParams, n_members: int
@@ -301,8 +305,9 @@ class Object2Vec(TorchRecommender):
                 (keep, held[table.features(users[held], times[held], widest, p.session_residuals_past)[1]])
             )
         near = target[np.concatenate([held for _, held in cuts])]
-        kinds = 2 if p.rating_classes else 1  # the label's residuals, and the stars' with rating classes
-        n_features = kinds * (len(p.session_residuals) + (p.session_residuals_similar is not None))
+        n_features = self._residual_kinds() * (
+            len(p.session_residuals) + (p.session_residuals_similar is not None)
+        )
         if len(near) < 10 * (n_features + 2):
             raise DataError(
                 f"session_residuals: {len(near)} early-stopping rows have training rows of their user "
